@@ -1,0 +1,1 @@
+"""commerce_vm"""

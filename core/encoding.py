@@ -1,0 +1,91 @@
+"""Canonical encoding: msgpack of positional arrays with ints, bytes, text, bools and nil.
+
+Maps and floats are not part of the format: records are positional arrays, amounts are
+integers. Decoding is strict: anything that does not re-encode to exactly the same bytes is
+rejected, so one value has exactly one encoding and a signature or hash over it cannot be
+made to cover a different-looking message (no malleability).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from core.errors import DecodeError, EncodeError
+
+MAX_ENCODED_SIZE = 4 * 1024 * 1024  # default bound for decode(); callers pass tighter ones
+MAX_DEPTH = 16
+MIN_INT = -(2**63)
+MAX_INT = 2**64 - 1
+
+_ALLOWED_SCALARS = (int, bytes, str, bool, type(None))
+
+
+def _check(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise EncodeError(f"nesting deeper than {MAX_DEPTH}")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _check(item, depth + 1)
+        return
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int):
+        if not MIN_INT <= value <= MAX_INT:
+            raise EncodeError("integer out of the 64-bit range")
+        return
+    if isinstance(value, (bytes, str)):
+        return
+    raise EncodeError(f"type {type(value).__name__} has no canonical encoding")
+
+
+def encode(value: Any) -> bytes:
+    """Canonical bytes of `value` (tuples encode as arrays)."""
+    _check(value, 0)
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def encode_trusted(value: Any) -> bytes:
+    """Like encode() without the type walk: only for values this process built itself."""
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def _check_decoded(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"nesting deeper than {MAX_DEPTH}")
+    if isinstance(value, list):
+        for item in value:
+            _check_decoded(item, depth + 1)
+    elif not isinstance(value, _ALLOWED_SCALARS):
+        raise DecodeError(f"type {type(value).__name__} is not allowed")
+
+
+def decode(data: bytes, max_size: int = MAX_ENCODED_SIZE) -> Any:
+    """Decode canonical bytes. Raises DecodeError for anything else.
+
+    Limits: total size `max_size`, nesting MAX_DEPTH; maps, floats and extension types are
+    refused; trailing bytes are refused; the value must re-encode byte for byte.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError("input is not bytes")
+    data = bytes(data)
+    if len(data) > max_size:
+        raise DecodeError(f"encoding of {len(data)} bytes exceeds the limit of {max_size}")
+    if not data:
+        raise DecodeError("empty input")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            max_map_len=0,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises many types: all mean "not canonical"
+        raise DecodeError(f"malformed encoding: {type(exc).__name__}") from None
+    _check_decoded(value, 0)
+    if msgpack.packb(value, use_bin_type=True) != data:
+        raise DecodeError("non-canonical encoding")
+    return value
