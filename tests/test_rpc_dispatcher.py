@@ -1,0 +1,109 @@
+"""The JSON-RPC dispatcher: request shapes, params, batches and error codes, without I/O."""
+
+import json
+
+import pytest
+
+from core.address import address_to_text
+from node.rpc.dispatcher import Dispatcher, Method
+from node.rpc.errors import NOT_FOUND, RPCError, not_found
+from node.rpc.params import Param
+
+
+def make_dispatcher() -> Dispatcher:
+    d = Dispatcher(max_batch_requests=3)
+
+    def echo(height, who, data):
+        return {"height": height, "who": who.hex() if who else None,
+                "data": data.hex() if data else None}
+
+    async def missing():
+        raise not_found("block")
+
+    def broken():
+        raise ZeroDivisionError("boom")
+
+    d.register(Method("echo", echo, (
+        Param("height", "int", "a height", required=True, minimum=1, maximum=100),
+        Param("who", "address", "an account"),
+        Param("data", "hex", "bytes", max_len=4),
+    ), "echo params back"))
+    d.register(Method("missing", missing, (), "always not found"))
+    d.register(Method("broken", broken, (), "raises"))
+    return d
+
+
+async def call(d, payload):
+    raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    reply = await d.handle_body(raw)
+    return json.loads(reply) if reply is not None else None
+
+
+ADDR = address_to_text(b"\x01" * 20)
+
+
+async def test_named_and_positional_params():
+    d = make_dispatcher()
+    r = await call(d, {"jsonrpc": "2.0", "id": 1, "method": "echo",
+                       "params": {"height": 5, "who": ADDR, "data": "0xabcd"}})
+    assert r == {"jsonrpc": "2.0", "id": 1,
+                 "result": {"height": 5, "who": "01" * 20, "data": "abcd"}}
+    r = await call(d, {"jsonrpc": "2.0", "id": "x", "method": "echo", "params": ["7"]})
+    assert r["result"]["height"] == 7
+
+
+@pytest.mark.parametrize(
+    "payload, code",
+    [
+        (b"{not json", -32700),
+        (b"\xff\xfe", -32700),
+        ({"jsonrpc": "1.0", "id": 1, "method": "echo"}, -32600),
+        ({"jsonrpc": "2.0", "id": 1}, -32600),
+        ({"jsonrpc": "2.0", "id": [1], "method": "echo"}, -32600),
+        ([], -32600),
+        ({"jsonrpc": "2.0", "id": 1, "method": "nope"}, -32601),
+        ({"jsonrpc": "2.0", "id": 1, "method": "echo"}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"height": 0}}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"height": True}}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"height": 1, "x": 1}}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"height": 1, "who": "cm1x"}},
+         -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"height": 1, "data": "zz"}},
+         -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "echo",
+          "params": {"height": 1, "data": "00" * 5}}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": [1, None, None, 4]}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "echo", "params": "height"}, -32602),
+        ({"jsonrpc": "2.0", "id": 1, "method": "missing"}, NOT_FOUND),
+        ({"jsonrpc": "2.0", "id": 1, "method": "broken"}, -32603),
+    ],
+)
+async def test_errors_have_stable_codes(payload, code):
+    r = await call(make_dispatcher(), payload)
+    assert r["error"]["code"] == code
+    assert "Traceback" not in r["error"]["message"]
+
+
+async def test_batches_and_notifications():
+    d = make_dispatcher()
+    r = await call(d, [
+        {"jsonrpc": "2.0", "id": 1, "method": "echo", "params": [1]},
+        {"jsonrpc": "2.0", "method": "echo", "params": [2]},  # notification: no reply
+        {"jsonrpc": "2.0", "id": 3, "method": "nope"},
+    ])
+    assert [x["id"] for x in r] == [1, 3]
+    assert r[1]["error"]["code"] == -32601
+    assert await call(d, {"jsonrpc": "2.0", "method": "echo", "params": [1]}) is None
+    too_many = [{"jsonrpc": "2.0", "id": i, "method": "echo", "params": [1]} for i in range(4)]
+    assert (await call(d, too_many))["error"]["code"] == -32600
+
+
+def test_duplicate_registration_refused():
+    d = make_dispatcher()
+    with pytest.raises(ValueError):
+        d.register(Method("echo", lambda: 1, (), ""))
+
+
+def test_rpc_error_json_carries_data():
+    assert RPCError(2001, "bad", {"name": "x"}).to_json() == {
+        "code": 2001, "message": "bad", "data": {"name": "x"}}
