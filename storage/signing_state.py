@@ -97,6 +97,13 @@ class SigningStateFile:
         return state
 
     def save(self, state: SigningState) -> None:
+        if (
+            not all(type(v) is int and 0 <= v < 2**63 for v in state.position())
+            or type(state.extra) is not bytes
+        ):
+            raise SigningStateError("signing state needs non-negative ints and bytes extra")
+        if len(state.extra) > MAX_PAYLOAD // 2:
+            raise SigningStateError("signing state extra bytes are too large")
         if not self._loaded:
             self.load()  # a corrupt file raises here instead of being overwritten
         current = self._current
