@@ -1,0 +1,284 @@
+"""The tx envelope: decoding, stateless checks, signatures.
+
+Wire form: encode([chain_id, type, sender_pubkey32, nonce, fee, body, signature64]).
+The signature covers DOMAIN_TX + chain id + encode([chain_id, type, sender_pubkey, nonce, fee,
+body]); tx hash = sha256(raw bytes).
+
+Checks are split so the node can run the expensive ones once and in parallel:
+- decode_tx(raw, chain_id, max_size): structure, size, canonical bytes, chain, type, body shape
+- check_stateless(tx, params): size limit, fee floor, string bounds, windows (needs params)
+- verify_tx_signature(tx): ed25519, cached on the Tx
+Everything raises VMError with a STATELESS code; nothing here reads state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from core.address import address_from_pubkey
+from core.encoding import decode, encode
+from core.errors import DecodeError
+from core.hashing import sha256
+from core.keys import DOMAIN_TX, PrivateKey, signing_payload, verify_raw
+
+from . import errors as E
+from . import txtypes as T
+from .params import GenesisParams
+
+DEFAULT_MAX_TX_SIZE = 64 * 1024  # decode bound before params are known; params tighten it
+_SIG_TAIL = 2 + 64  # a 64-byte bin8 field is c4 40 + 64 bytes, always last in the envelope
+
+
+# --- bodies: one NamedTuple per type, fields in wire order ------------------------------
+class TransferBody(NamedTuple):
+    to: bytes
+    amount: int
+
+
+class ListBody(NamedTuple):
+    listing_id: int  # 0 creates a new listing, otherwise updates that listing
+    title: str
+    price: int
+    quantity: int
+    ship_within: int  # blocks; 0 = the genesis default
+    confirm_within: int  # blocks; 0 = the genesis default
+    origin: str  # provenance: where and by whom the goods were made
+    metadata: bytes
+
+
+class DelistBody(NamedTuple):
+    listing_id: int
+
+
+class BuyBody(NamedTuple):
+    listing_id: int
+    quantity: int
+    max_unit_price: int  # guards the buyer against a price change racing the purchase
+    referrer: bytes | None
+
+
+class ShipBody(NamedTuple):
+    order_id: int
+    carrier: str
+    tracking_id: str
+    carrier_address: bytes | None  # may then add checkpoints with `track`
+    location: str
+    note: str
+
+
+class TrackBody(NamedTuple):
+    order_id: int
+    location: str
+    note: str
+
+
+class OrderBody(NamedTuple):  # confirm, cancel
+    order_id: int
+
+
+class ReasonBody(NamedTuple):  # refund, dispute
+    order_id: int
+    reason: str
+
+
+class ResolveBody(NamedTuple):
+    order_id: int
+    buyer_amount: int  # the rest of the escrow goes to the merchant
+    note: str
+
+
+class ReviewBody(NamedTuple):
+    order_id: int
+    rating: int  # 1..5
+    text: str
+
+
+class RewardBody(NamedTuple):
+    order_id: int
+    amount: int
+    memo: str
+
+
+class ValidatorVoteBody(NamedTuple):
+    action: int  # 1 add, 2 remove, 3 set power
+    pubkey: bytes
+    power: int  # 0 for remove
+
+
+# Field kinds. String/bytes kinds name the params attribute that bounds them.
+ADDR, OPT_ADDR, PUBKEY, U63, POS, RATING, ACTION, POWER = (
+    "addr", "opt_addr", "pubkey", "u63", "pos", "rating", "action", "power"
+)
+_T, _X, _C, _O, _M = (
+    ("str", "max_title_bytes"),
+    ("str", "max_text_bytes"),
+    ("str", "max_checkpoint_bytes"),
+    ("str", "max_origin_bytes"),
+    ("bytes", "max_metadata_bytes"),
+)
+
+BODY_SCHEMAS: dict[int, tuple[type, tuple[Any, ...]]] = {
+    T.TRANSFER: (TransferBody, (ADDR, POS)),
+    T.LIST: (ListBody, (U63, _T, POS, U63, U63, U63, _O, _M)),
+    T.DELIST: (DelistBody, (POS,)),
+    T.BUY: (BuyBody, (POS, POS, POS, OPT_ADDR)),
+    T.SHIP: (ShipBody, (POS, _C, _C, OPT_ADDR, _C, _C)),
+    T.TRACK: (TrackBody, (POS, _C, _C)),
+    T.CONFIRM: (OrderBody, (POS,)),
+    T.CANCEL: (OrderBody, (POS,)),
+    T.REFUND: (ReasonBody, (POS, _X)),
+    T.DISPUTE: (ReasonBody, (POS, _X)),
+    T.RESOLVE: (ResolveBody, (POS, U63, _X)),
+    T.REVIEW: (ReviewBody, (POS, RATING, _X)),
+    T.REWARD: (RewardBody, (POS, POS, _X)),
+    T.VALIDATOR_VOTE: (ValidatorVoteBody, (ACTION, PUBKEY, POWER)),
+}
+
+
+@dataclass(slots=True, eq=False)
+class Tx:
+    """A decoded tx. Keeps its raw bytes and hash; `sig_valid` caches verification."""
+
+    raw: bytes
+    hash: bytes
+    chain_id: str
+    type: int
+    sender: bytes  # ed25519 public key
+    sender_address: bytes
+    nonce: int
+    fee: int
+    body: Any  # the type's body NamedTuple
+    signature: bytes
+    sig_valid: bool | None = None
+
+    @property
+    def type_name(self) -> str:
+        return T.TYPE_NAMES[self.type]
+
+    def signed_message(self) -> bytes:
+        # The canonical envelope minus its last field is the signed 6-array: swap the array
+        # header (0x97 -> 0x96) and drop the signature; no re-encoding needed.
+        return b"\x96" + self.raw[1:-_SIG_TAIL]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _u63(value: Any, low: int = 0) -> bool:
+    return _is_int(value) and low <= value <= T.MAX_AMOUNT
+
+
+def _check_field(kind: Any, value: Any) -> bool:
+    if isinstance(kind, tuple):
+        return isinstance(value, str if kind[0] == "str" else bytes)
+    if kind == U63:
+        return _u63(value)
+    if kind == POS:
+        return _u63(value, 1)
+    if kind == ADDR:
+        return isinstance(value, bytes) and len(value) == 20
+    if kind == OPT_ADDR:
+        return value is None or (isinstance(value, bytes) and len(value) == 20)
+    if kind == PUBKEY:
+        return isinstance(value, bytes) and len(value) == 32
+    if kind == RATING:
+        return _is_int(value) and 1 <= value <= 5
+    if kind == ACTION:
+        return _is_int(value) and value in T.VOTE_ACTION_NAMES
+    if kind == POWER:
+        return _is_int(value) and 0 <= value <= T.MAX_VALIDATOR_POWER
+    raise AssertionError(kind)
+
+
+def parse_body(tx_type: int, body: Any) -> Any:
+    cls, kinds = BODY_SCHEMAS[tx_type]
+    if not isinstance(body, list) or len(body) != len(kinds):
+        raise E.VMError(E.BAD_BODY, f"{T.TYPE_NAMES[tx_type]} body must be a list of {len(kinds)} fields")
+    for name, kind, value in zip(cls._fields, kinds, body, strict=True):
+        if not _check_field(kind, value):
+            raise E.VMError(E.BAD_BODY, f"{T.TYPE_NAMES[tx_type]}.{name}: wrong type or out of range")
+    parsed = cls(*body)
+    if tx_type == T.VALIDATOR_VOTE and (parsed.power == 0) != (parsed.action == T.VOTE_REMOVE):
+        raise E.VMError(E.BAD_BODY, "validator_vote.power: 0 for remove, at least 1 otherwise")
+    return parsed
+
+
+def decode_tx(raw: bytes, chain_id: str, max_size: int = DEFAULT_MAX_TX_SIZE) -> Tx:
+    """Decode and structurally validate a raw tx. Raises VMError (stateless codes)."""
+    if not isinstance(raw, bytes):
+        raise E.VMError(E.MALFORMED, "a tx is bytes")
+    if len(raw) > max_size:
+        raise E.VMError(E.TX_TOO_LARGE, f"{len(raw)} bytes exceeds the limit of {max_size}")
+    try:
+        items = decode(raw, max_size)
+    except DecodeError as exc:
+        raise E.VMError(E.MALFORMED, str(exc)) from None
+    if not isinstance(items, list) or len(items) != 7:
+        raise E.VMError(E.BAD_ENVELOPE, "a tx is a list of 7 fields")
+    tx_chain, tx_type, sender, nonce, fee, body, signature = items
+    if not isinstance(tx_chain, str):
+        raise E.VMError(E.BAD_ENVELOPE, "chain_id must be a string")
+    if tx_chain != chain_id:
+        raise E.VMError(E.WRONG_CHAIN, f"tx is for chain {tx_chain[:48]!r}, this is {chain_id!r}")
+    if not _is_int(tx_type):
+        raise E.VMError(E.BAD_ENVELOPE, "type must be an integer")
+    if tx_type not in BODY_SCHEMAS:
+        raise E.VMError(E.UNKNOWN_TYPE, f"unknown tx type {tx_type}")
+    if not isinstance(sender, bytes) or len(sender) != 32:
+        raise E.VMError(E.BAD_ENVELOPE, "sender must be a 32-byte public key")
+    if not _u63(nonce) or not _u63(fee):
+        raise E.VMError(E.BAD_ENVELOPE, "nonce and fee must be integers in [0, 2**63)")
+    if not isinstance(signature, bytes) or len(signature) != 64:
+        raise E.VMError(E.BAD_ENVELOPE, "signature must be 64 bytes")
+    parsed = parse_body(tx_type, body)
+    return Tx(raw, sha256(raw), tx_chain, tx_type, sender, address_from_pubkey(sender),
+              nonce, fee, parsed, signature)
+
+
+def check_stateless(tx: Tx, params: GenesisParams) -> None:
+    """The params-dependent stateless rules. Raises VMError."""
+    if tx.chain_id != params.chain_id:
+        raise E.VMError(E.WRONG_CHAIN, f"tx is for chain {tx.chain_id!r}")
+    if len(tx.raw) > params.max_tx_size:
+        raise E.VMError(E.TX_TOO_LARGE, f"{len(tx.raw)} bytes exceeds {params.max_tx_size}")
+    minimum = params.min_fees[tx.type]
+    if tx.fee < minimum:
+        raise E.VMError(E.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {minimum} for {tx.type_name}")
+    _, kinds = BODY_SCHEMAS[tx.type]
+    for name, kind, value in zip(tx.body._fields, kinds, tx.body, strict=True):
+        if isinstance(kind, tuple):
+            limit = getattr(params, kind[1])
+            size = len(value.encode()) if isinstance(value, str) else len(value)
+            if size > limit:
+                raise E.VMError(E.FIELD_TOO_LARGE, f"{tx.type_name}.{name} is {size} bytes, limit {limit}")
+    if tx.type == T.LIST:
+        if tx.body.ship_within > params.max_ship_within:
+            raise E.VMError(E.WINDOW_TOO_LONG, f"ship_within exceeds {params.max_ship_within} blocks")
+        if tx.body.confirm_within > params.max_confirm_within:
+            raise E.VMError(E.WINDOW_TOO_LONG, f"confirm_within exceeds {params.max_confirm_within} blocks")
+
+
+def verify_tx_signature(tx: Tx) -> bool:
+    """ed25519 check of the tx signature; the result is cached on the Tx."""
+    if tx.sig_valid is None:
+        payload = signing_payload(DOMAIN_TX, tx.chain_id, tx.signed_message())
+        tx.sig_valid = verify_raw(tx.sender, payload, tx.signature)
+    return tx.sig_valid
+
+
+def validate_tx(raw: bytes, params: GenesisParams) -> Tx:
+    """All stateless checks in order (decode, params rules, signature). Raises VMError."""
+    tx = decode_tx(raw, params.chain_id, params.max_tx_size)
+    check_stateless(tx, params)
+    if not verify_tx_signature(tx):
+        raise E.VMError(E.BAD_SIGNATURE, "signature does not verify")
+    return tx
+
+
+def sign_tx(key: PrivateKey, chain_id: str, tx_type: int, nonce: int, fee: int, body: list[Any]) -> bytes:
+    """Build and sign a raw tx (for the CLI, tests and tools)."""
+    unsigned = [chain_id, tx_type, key.public_key, nonce, fee, list(body)]
+    signature = key.sign(DOMAIN_TX, chain_id, encode(unsigned))
+    return encode(unsigned + [signature])
