@@ -94,7 +94,7 @@ class KeyInfo:
 
 def validate_key_name(name: str) -> str:
     """Key names become file names: letters, digits, '.', '_', '-', no leading dot."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise KeystoreError(
             f"invalid key name {name!r}: use 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit"
         )
@@ -325,7 +325,7 @@ class Keystore:
         names = sorted(
             p.name[: -len(".json")]
             for p in self.dir.iterdir()
-            if p.name.endswith(".json") and _NAME_RE.match(p.name[: -len(".json")])
+            if p.name.endswith(".json") and _NAME_RE.fullmatch(p.name[: -len(".json")])
         )
         return [self.show(name) for name in names]
 
