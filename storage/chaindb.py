@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Any
 
 from storage.blocks import BlockStore, check_height
 from storage.errors import StorageError, StoreCorruptionError
@@ -34,7 +35,7 @@ class ChainDB:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str] | None, backend: str = "leveldb", **options: int
+        cls, path: str | os.PathLike[str] | None, backend: str = "leveldb", **options: Any
     ) -> ChainDB:
         """Open (creating if needed) the chain database. backend: "leveldb" or "memory"."""
         if backend == "memory":
