@@ -1,0 +1,26 @@
+"""Replay one simulation: python -m tests.sim --seed 123 --scenario partition --validators 4"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .scenarios import SCENARIOS, scenario_for_seed
+from .sim import run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.sim", description=__doc__)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--scenario", choices=sorted(SCENARIOS),
+                        help="default: the scenario the soak uses for this seed")
+    parser.add_argument("--validators", type=int)
+    args = parser.parse_args(argv)
+    name, n = scenario_for_seed(args.seed)
+    result = run(args.seed, args.scenario or name, args.validators or n)
+    print(result.report())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
