@@ -1,0 +1,276 @@
+"""The mempool: txs waiting for a block, each already checked against the state it will see.
+
+Like CometBFT's check state, the pool keeps an Overlay of the last committed state with
+every pooled tx applied in arrival order, so a tx is checked against what its sender's
+earlier txs will have done (a `confirm` after its `buy`, a nonce after the previous one).
+A tx whose execution would fail is refused at the door with the VM's code: a buyer hears
+"insufficient_inventory" at submission, not from a failed tx in a block.
+
+A tx whose nonce is ahead of the sender's next nonce is parked (bounded) until the gap
+fills, so clients may submit a sender's txs over several connections. After each commit
+the pool drops what was committed, re-checks the rest against the new state in order, and
+drops txs older than the TTL.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import commerce_vm as vm
+from commerce_vm import errors as vm_errors
+from commerce_vm import query as vm_query
+from node.rpc.errors import MEMPOOL_FULL, TX_ALREADY_KNOWN
+
+MAX_PARKED_PER_SENDER = 64
+RECENTLY_COMMITTED = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolLimits:
+    max_txs: int = 50_000
+    max_bytes: int = 64 * 1024 * 1024
+    max_tx_bytes: int = 64 * 1024
+    max_txs_per_sender: int = 1000
+    ttl_blocks: int = 600
+
+
+class MempoolError(Exception):
+    """A tx the pool refused. `code` is a VM error code or a node RPC code; `name` is short."""
+
+    def __init__(self, code: int, name: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.name = name
+        self.message = message
+
+    @classmethod
+    def from_vm(cls, err: vm.VMError) -> MempoolError:
+        return cls(err.code, err.name, err.message)
+
+
+@dataclass(slots=True)
+class _Entry:
+    tx: vm.Tx
+    added_height: int
+
+
+class Mempool:
+    def __init__(self, params: vm.GenesisParams, state: vm.StateReader, height: int,
+                 block_time: int, limits: MempoolLimits = MempoolLimits()):
+        self.params = params
+        self.limits = limits
+        self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._per_sender: dict[bytes, int] = {}
+        self._parked: dict[bytes, dict[int, _Entry]] = {}
+        self._bytes = 0
+        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._reset_check_state(state, height, block_time)
+
+    # --- queries ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._entries or any(
+            e.tx.hash == tx_hash for parked in self._parked.values() for e in parked.values())
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def txs(self, limit: int | None = None) -> list[vm.Tx]:
+        out = []
+        for entry in self._entries.values():
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(entry.tx)
+        return out
+
+    def reap(self, max_txs: int, max_bytes: int) -> list[vm.Tx]:
+        """Txs for a proposal, in arrival order (which keeps each sender's nonce order)."""
+        picked: list[vm.Tx] = []
+        size = 0
+        for entry in self._entries.values():
+            if len(picked) >= max_txs or size + len(entry.tx.raw) > max_bytes:
+                break
+            picked.append(entry.tx)
+            size += len(entry.tx.raw)
+        return picked
+
+    def next_nonce(self, address: bytes) -> int:
+        return vm_query.account(self._check, address)["nonce"]
+
+    # --- admission ----------------------------------------------------------------------
+
+    def decode(self, raw: bytes) -> vm.Tx:
+        """Stateless checks (the signature is verified once and cached on the Tx)."""
+        if len(raw) > self.limits.max_tx_bytes:
+            raise MempoolError(vm_errors.TX_TOO_LARGE.code, vm_errors.TX_TOO_LARGE.name,
+                               f"tx of {len(raw)} bytes exceeds the mempool limit "
+                               f"of {self.limits.max_tx_bytes}")
+        try:
+            return vm.validate_tx(raw, self.params)
+        except vm.VMError as err:
+            raise MempoolError.from_vm(err) from None
+
+    def add(self, tx: vm.Tx) -> list[vm.Tx]:
+        """Admit a stateless-valid tx. Returns the txs that entered the pool (the tx itself,
+        plus parked txs of its sender that it unblocked); [] when the tx was parked."""
+        if tx.hash in self._entries or tx.hash in self._recent or self._is_parked(tx):
+            raise MempoolError(TX_ALREADY_KNOWN, "tx_already_known", "tx is already known")
+        self._check_room(tx)
+        expected = vm_query.account(self._check, tx.sender_address)["nonce"]
+        if tx.nonce > expected:
+            self._park(tx, expected)
+            return []
+        self._admit(tx)
+        added = [tx]
+        added += self._promote(tx.sender_address)
+        return added
+
+    def _check_room(self, tx: vm.Tx) -> None:
+        if len(self._entries) >= self.limits.max_txs or \
+                self._bytes + len(tx.raw) > self.limits.max_bytes:
+            if not self._evict_for(tx):
+                raise MempoolError(MEMPOOL_FULL, "mempool_full",
+                                   f"mempool is full ({len(self._entries)} txs, "
+                                   f"{self._bytes} bytes)")
+        if self._per_sender.get(tx.sender_address, 0) >= self.limits.max_txs_per_sender:
+            raise MempoolError(MEMPOOL_FULL, "sender_limit",
+                               f"sender already has {self.limits.max_txs_per_sender} txs waiting")
+
+    def _try(self, tx: vm.Tx) -> vm.TxResult:
+        """Run `tx` on the check state; keep its writes only if it succeeds. A child overlay
+        means a failing tx costs one execution, never a rebuild of the whole check state."""
+        child = vm.Overlay(self._check)
+        result = vm.apply_tx(child, self.params, self._ctx, tx)
+        if result.code == vm_errors.OK:
+            child.commit_into_parent()
+        return result
+
+    def _admit(self, tx: vm.Tx) -> None:
+        result = self._try(tx)
+        if result.code != vm_errors.OK:
+            # Included-as-failed would charge a fee for nothing: refuse it at the door.
+            raise MempoolError(result.code, result.name, result.message)
+        self._count_in(_Entry(tx, self._height))
+
+    def _count_in(self, entry: _Entry) -> None:
+        tx = entry.tx
+        self._entries[tx.hash] = entry
+        self._per_sender[tx.sender_address] = self._per_sender.get(tx.sender_address, 0) + 1
+        self._bytes += len(tx.raw)
+
+    def _is_parked(self, tx: vm.Tx) -> bool:
+        parked = self._parked.get(tx.sender_address, {})
+        return tx.nonce in parked and parked[tx.nonce].tx.hash == tx.hash
+
+    def _park(self, tx: vm.Tx, expected: int) -> None:
+        parked = self._parked.setdefault(tx.sender_address, {})
+        if tx.nonce in parked or len(parked) >= MAX_PARKED_PER_SENDER or \
+                tx.nonce - expected > MAX_PARKED_PER_SENDER:
+            if not parked:
+                del self._parked[tx.sender_address]
+            err = vm_errors.BAD_NONCE
+            raise MempoolError(err.code, err.name,
+                               f"nonce {tx.nonce} is too far ahead of the next nonce {expected}")
+        parked[tx.nonce] = _Entry(tx, self._height)
+
+    def _promote(self, sender: bytes) -> list[vm.Tx]:
+        parked = self._parked.get(sender)
+        promoted: list[vm.Tx] = []
+        while parked:
+            expected = vm_query.account(self._check, sender)["nonce"]
+            entry = parked.pop(expected, None)
+            if entry is None:
+                break
+            try:
+                self._check_room(entry.tx)
+                self._admit(entry.tx)
+            except MempoolError:
+                break
+            promoted.append(entry.tx)
+        if parked is not None and not parked:
+            self._parked.pop(sender, None)
+        return promoted
+
+    def _evict_for(self, tx: vm.Tx) -> bool:
+        """Make room for a better-paying tx by dropping the newest tx of the lowest fee.
+        Only the last tx of a sender can go without breaking that sender's nonce chain."""
+        lowest: _Entry | None = None
+        last_of_sender: dict[bytes, _Entry] = {}
+        for entry in self._entries.values():
+            last_of_sender[entry.tx.sender_address] = entry
+        for entry in last_of_sender.values():
+            if lowest is None or entry.tx.fee < lowest.tx.fee:
+                lowest = entry
+        if lowest is None or lowest.tx.fee >= tx.fee:
+            return False
+        self._remove(lowest.tx)
+        self._rebuild_check_state()
+        return True
+
+    def _remove(self, tx: vm.Tx) -> None:
+        if self._entries.pop(tx.hash, None) is None:
+            return
+        self._bytes -= len(tx.raw)
+        left = self._per_sender[tx.sender_address] - 1
+        if left:
+            self._per_sender[tx.sender_address] = left
+        else:
+            del self._per_sender[tx.sender_address]
+
+    # --- after a commit -----------------------------------------------------------------
+
+    def update(self, state: vm.StateReader, height: int, block_time: int,
+               committed: list[bytes]) -> list[vm.Tx]:
+        """The block at `height` committed these tx hashes on top of `state`. Drops them,
+        re-checks the rest in order, expires old txs. Returns the txs dropped on re-check."""
+        for tx_hash in committed:
+            entry = self._entries.get(tx_hash)
+            if entry is not None:
+                self._remove(entry.tx)
+            self._recent[tx_hash] = None
+        while len(self._recent) > RECENTLY_COMMITTED:
+            self._recent.popitem(last=False)
+        self._reset_check_state(state, height, block_time)
+        return self._recheck()
+
+    def _reset_check_state(self, state: vm.StateReader, height: int, block_time: int) -> None:
+        self._state = state
+        self._height = height
+        self._block_time = block_time
+        self._ctx = vm.BlockContext(self.params.chain_id, height + 1, block_time, b"")
+        self._check = vm.Overlay(state)
+
+    def _rebuild_check_state(self) -> None:
+        self._check = vm.Overlay(self._state)
+        self._recheck()
+
+    def _recheck(self) -> list[vm.Tx]:
+        entries = list(self._entries.values())
+        self._entries.clear()
+        self._per_sender.clear()
+        self._bytes = 0
+        dropped: list[vm.Tx] = []
+        for entry in entries:
+            expired = self._height - entry.added_height >= self.limits.ttl_blocks
+            if expired or self._try(entry.tx).code != vm_errors.OK:
+                dropped.append(entry.tx)
+            else:
+                self._count_in(entry)
+        for sender in list(self._parked):
+            self._drop_stale_parked(sender)
+            self._promote(sender)
+        return dropped
+
+    def _drop_stale_parked(self, sender: bytes) -> None:
+        parked = self._parked.get(sender, {})
+        expected = vm_query.account(self._check, sender)["nonce"]
+        for nonce in [n for n in parked if n < expected
+                      or self._height - parked[n].added_height >= self.limits.ttl_blocks]:
+            del parked[nonce]
+        if not parked:
+            self._parked.pop(sender, None)

@@ -1,0 +1,184 @@
+"""The mempool: nonce order, dedup, parking, limits, re-check after commit, TTL, eviction."""
+
+import pytest
+
+from commerce_vm import decode_tx
+from commerce_vm import errors as E
+from commerce_vm import txtypes as T
+from node.mempool import Mempool, MempoolError, MempoolLimits
+from node.rpc.errors import MEMPOOL_FULL, TX_ALREADY_KNOWN
+from tests.vm_helpers import KEYS, Chain, addr
+
+
+def make(chain: Chain, **limits) -> Mempool:
+    return Mempool(chain.params, chain.state, chain.height, 0, MempoolLimits(**limits))
+
+
+def transfer(chain: Chain, signer="alice", to="bob", amount=5, **kw) -> bytes:
+    return chain.tx(signer, T.TRANSFER, [addr(KEYS[to]), amount], **kw)
+
+
+def submit(pool: Mempool, raw: bytes):
+    return pool.add(pool.decode(raw))
+
+
+def test_sequential_txs_of_one_sender_are_checked_against_each_other():
+    chain = Chain()
+    pool = make(chain)
+    listing = chain.tx("merchant", T.LIST, [0, "mug", 100, 1, 0, 0, "here", b""])
+    submit(pool, listing)
+    # the listing exists only in the check state, yet a buy of it is admitted
+    chain.block([listing])  # id 1 on the chain
+    pool2 = make(chain)
+    submit(pool2, chain.tx("alice", T.BUY, [1, 1, 100, None]))
+    # the second buy of the only unit is refused at the door with the VM's code
+    with pytest.raises(MempoolError) as info:
+        submit(pool2, chain.tx("bob", T.BUY, [1, 1, 100, None]))
+    assert info.value.code == E.INSUFFICIENT_INVENTORY.code
+    assert len(pool2) == 1
+
+
+def test_dedup_and_stateless_rejections():
+    chain = Chain()
+    pool = make(chain)
+    raw = transfer(chain)
+    submit(pool, raw)
+    with pytest.raises(MempoolError) as info:
+        submit(pool, raw)
+    assert info.value.code == TX_ALREADY_KNOWN
+    with pytest.raises(MempoolError) as info:
+        pool.decode(raw[:-1])
+    assert info.value.code == E.MALFORMED.code
+    bad_sig = raw[:-1] + bytes([raw[-1] ^ 1])
+    with pytest.raises(MempoolError) as info:
+        pool.decode(bad_sig)
+    assert info.value.code == E.BAD_SIGNATURE.code
+    with pytest.raises(MempoolError) as info:
+        submit(pool, transfer(chain, fee=1))
+    assert info.value.code == E.FEE_TOO_LOW.code
+    assert len(pool) == 1
+
+
+def test_stale_nonce_refused_and_future_nonce_parked_until_gap_fills():
+    chain = Chain()
+    pool = make(chain)
+    first, second, third = (transfer(chain) for _ in range(3))
+    assert submit(pool, third) == []  # parked: nonce 2 while 0 is next
+    assert submit(pool, second) == []
+    assert len(pool) == 0
+    added = submit(pool, first)
+    assert [t.nonce for t in added] == [0, 1, 2]
+    assert [t.nonce for t in pool.reap(10, 10**6)] == [0, 1, 2]
+    with pytest.raises(MempoolError) as info:
+        submit(pool, transfer(chain, nonce=0, amount=6))
+    assert info.value.code == E.BAD_NONCE.code
+
+
+def test_far_future_nonce_is_refused():
+    chain = Chain()
+    pool = make(chain)
+    with pytest.raises(MempoolError) as info:
+        submit(pool, transfer(chain, nonce=10_000))
+    assert info.value.code == E.BAD_NONCE.code
+
+
+def test_limits_hold_under_a_flood():
+    chain = Chain()
+    pool = make(chain, max_txs=20, max_txs_per_sender=8, max_bytes=10**6)
+    refused = 0
+    for signer in ("alice", "bob", "carol", "dave"):
+        for _ in range(10):
+            try:
+                submit(pool, transfer(chain, signer=signer, to="merchant"))
+            except MempoolError as err:
+                assert err.code == MEMPOOL_FULL
+                refused += 1
+    assert len(pool) == 20 and refused == 20
+    # a flood of invalid txs changes nothing
+    for i in range(200):
+        with pytest.raises(MempoolError):
+            pool.decode(bytes([i % 256]) * (i + 1))
+    assert len(pool) == 20
+
+
+def test_byte_limit_and_tx_size_limit():
+    chain = Chain()
+    raw = transfer(chain)
+    pool = make(chain, max_bytes=len(raw) * 2, max_tx_bytes=len(raw))
+    submit(pool, raw)
+    submit(pool, transfer(chain))
+    with pytest.raises(MempoolError) as info:
+        submit(pool, transfer(chain))
+    assert info.value.code == MEMPOOL_FULL
+    small = make(chain, max_tx_bytes=len(raw) - 1)
+    with pytest.raises(MempoolError) as info:
+        small.decode(raw)
+    assert info.value.code == E.TX_TOO_LARGE.code
+
+
+def test_higher_fee_evicts_the_lowest_fee_tail():
+    chain = Chain()
+    pool = make(chain, max_txs=2)
+    cheap_a = transfer(chain, signer="alice")
+    cheap_b = transfer(chain, signer="bob", to="alice")
+    submit(pool, cheap_a)
+    submit(pool, cheap_b)
+    rich = transfer(chain, signer="carol", fee=50)
+    submit(pool, rich)
+    assert len(pool) == 2
+    assert decode_tx(rich, chain.params.chain_id).hash in pool
+    with pytest.raises(MempoolError):
+        submit(pool, transfer(chain, signer="dave"))  # same low fee: no eviction
+
+
+def test_update_removes_committed_and_rechecks_the_rest():
+    chain = Chain()
+    listing = chain.tx("merchant", T.LIST, [0, "mug", 100, 1, 0, 0, "here", b""])
+    chain.block([listing])
+    pool = make(chain)
+    alice_buy = chain.tx("alice", T.BUY, [1, 1, 100, None])
+    submit(pool, alice_buy)
+    # bob's buy reaches a block through another node first and takes the only unit
+    bob_buy = chain.tx("bob", T.BUY, [1, 1, 100, None])
+    chain.block([bob_buy])
+    dropped = pool.update(chain.state, chain.height, 0, [decode_tx(bob_buy, chain.params.chain_id).hash])
+    assert [t.raw for t in dropped] == [alice_buy]
+    assert len(pool) == 0
+    # committed txs are remembered: resubmitting one is "already known", not re-executed
+    with pytest.raises(MempoolError) as info:
+        submit(pool, bob_buy)
+    assert info.value.code == TX_ALREADY_KNOWN
+
+
+def test_committed_txs_leave_and_later_nonces_stay():
+    chain = Chain()
+    pool = make(chain)
+    raws = [transfer(chain) for _ in range(3)]
+    for raw in raws:
+        submit(pool, raw)
+    chain.block(raws[:2])
+    hashes = [decode_tx(r, chain.params.chain_id).hash for r in raws[:2]]
+    assert pool.update(chain.state, chain.height, 0, hashes) == []
+    assert [t.nonce for t in pool.txs()] == [2]
+    assert pool.size_bytes == len(raws[2])
+
+
+def test_ttl_drops_old_txs():
+    chain = Chain()
+    pool = make(chain, ttl_blocks=2)
+    submit(pool, transfer(chain))
+    chain.empty_blocks(1)
+    assert pool.update(chain.state, chain.height, 0, []) == []
+    chain.empty_blocks(1)
+    assert len(pool.update(chain.state, chain.height, 0, [])) == 1
+    assert len(pool) == 0
+
+
+def test_reap_respects_count_and_bytes():
+    chain = Chain()
+    pool = make(chain)
+    raws = [transfer(chain) for _ in range(5)]
+    for raw in raws:
+        submit(pool, raw)
+    assert len(pool.reap(3, 10**6)) == 3
+    assert len(pool.reap(10, len(raws[0]) * 2)) == 2
