@@ -90,6 +90,16 @@ class ChainState:
             raise ConsensusError(f"bad chain state: {exc}") from None
 
 
+def body_matches_header(block: Block) -> bool:
+    """True when txs, evidence and last commit are the ones the header commits to. A block
+    that fails this is not the block its hash names (a relay corrupted it), so it says
+    nothing about the proposer and must simply be dropped."""
+    hd = block.header
+    return (hd.txs_root == txs_root(block.txs)
+            and hd.evidence_hash == evidence_root(block.evidence)
+            and hd.last_commit_hash == last_commit_hash(block.last_commit))
+
+
 def validate_block(block: Block, state: ChainState, limits: BlockLimits = BlockLimits(),
                    cache: SignatureCache = DEFAULT_CACHE) -> None:
     """Check every header field the consensus layer owns (everything but app_hash, which

@@ -27,7 +27,7 @@ from consensus.block import (
     last_commit_hash,
     txs_root,
 )
-from consensus.chain import BlockLimits, ChainState, validate_block
+from consensus.chain import BlockLimits, ChainState, body_matches_header, validate_block
 from consensus.errors import BlockError, SigningRefused
 from consensus.events import (
     Action,
@@ -67,7 +67,7 @@ from consensus.messages import (
 )
 from consensus.sigcache import DEFAULT_CACHE, SignatureCache
 from consensus.signing import SigningGuard
-from consensus.votes import ADDED, CONFLICT, HeightVotes
+from consensus.votes import ADDED, CONFLICT, CONFLICT_COUNTED, HeightVotes
 from core.address import address_from_pubkey
 from core.encoding import decode
 from core.keys import DOMAIN_PROPOSAL, signing_payload
@@ -181,6 +181,7 @@ class ConsensusEngine:
         self._precommit_timeout_rounds: set[int] = set()
         self._polka_rounds: set[int] = set()
         self._commit_candidates: dict[int, bytes] = {}  # round -> block with +2/3 precommits
+        self._certificates: dict[bytes, CommitCertificate] = {}  # received, verified proofs
         self._skip_round = -1  # highest round seen with f+1 power of votes
         self._template: Block | None = None
         self._build_round = -1
@@ -247,19 +248,18 @@ class ConsensusEngine:
             return
         if not verify_vote(vote, self.validators, self.chain.chain_id, self.cache):
             return
-        existing = self.votes.get(vote.round, vote.type)
-        if existing is not None and existing.by_validator.get(vote.validator_index) == vote:
+        if self.votes.has_vote(vote):
             return  # exact duplicate: nothing to log
         self._log(ev)
         self._add_vote(vote)
         self._run_rules(ev.now_ms)
 
     def _add_vote(self, vote: Vote) -> None:
-        result, existing = self.votes.add(vote)
-        if result == CONFLICT and existing is not None:
+        known = vote.block_hash is None or vote.block_hash in self.blocks
+        result, existing = self.votes.add(vote, count_conflict=known)
+        if result in (CONFLICT, CONFLICT_COUNTED) and existing is not None:
             self._record_evidence(make_evidence(existing, vote))
-            return
-        if result != ADDED:
+        if result not in (ADDED, CONFLICT_COUNTED):
             return
         if vote.type == VoteType.PRECOMMIT and vote.block_hash is not None and \
                 self.votes.has_quorum_for(vote.round, VoteType.PRECOMMIT, vote.block_hash):
@@ -305,8 +305,8 @@ class ConsensusEngine:
         if (p.height != self.height or self.phase == Phase.COMMIT or p.round in self.proposals
                 or not self._round_acceptable(p.round)):
             return
-        if not self._proposal_signed(p, self.validators):
-            return
+        if not self._proposal_signed(p, self.validators) or not body_matches_header(p.block):
+            return  # forged, or a relay corrupted the body: not the proposer's block
         self._log(ev)
         self.proposals[p.round] = p
         self._learn_block(p.block)
@@ -486,11 +486,18 @@ class ConsensusEngine:
             vs = self.votes.get(round_, VoteType.PRECOMMIT)
             assert vs is not None
             cert = make_commit(vs.votes_for(block_hash))
-            self.decided = (block, cert)
-            self.phase = Phase.COMMIT
-            self._emit(Commit(block, cert))
+            self._decide(block, cert)
             return True
+        for block_hash, cert in self._certificates.items():
+            if self.validity.get(block_hash) is True:
+                self._decide(self.blocks[block_hash], cert)
+                return True
         return False
+
+    def _decide(self, block: Block, cert: CommitCertificate) -> None:
+        self.decided = (block, cert)
+        self.phase = Phase.COMMIT
+        self._emit(Commit(block, cert))
 
     # --- timeouts, catch-up, finalization -------------------------------------------------
 
@@ -532,6 +539,14 @@ class ConsensusEngine:
             for msg in self._own:
                 if msg.round >= self.round - 1:
                     self._emit(Broadcast(msg))
+            # Relay the polka behind our validValue: peers that missed some of its prevotes
+            # (or saw an equivocator's other vote first) need it to accept a re-proposal.
+            if self.valid_block is not None:
+                vs = self.votes.get(self.valid_round, VoteType.PREVOTE)
+                if vs is not None:
+                    for vote in vs.votes_for(self.valid_block.hash):
+                        if vote.validator_index != self.my_index:
+                            self._emit(Broadcast(vote))
         self._emit(ScheduleTimeout(self.height, self.round, TimeoutStep.GOSSIP,
                                    self.config.gossip_interval_ms))
 
@@ -540,12 +555,17 @@ class ConsensusEngine:
         if (block.height != self.height or self.phase == Phase.COMMIT
                 or cert.block_hash != block.hash or not self._round_acceptable(cert.round)):
             return
+        if not body_matches_header(block):
+            return
         try:
             verify_commit(cert, self.validators, self.chain.chain_id, height=self.height,
                           cache=self.cache)
         except Exception:  # noqa: BLE001 - any failure means "not a proof", drop it
             return
         self._log(ev)
+        # The certificate itself proves the decision, even when some of its precommits
+        # conflict with votes we already counted (an equivocator's other vote).
+        self._certificates.setdefault(block.hash, cert)
         for vote in cert.votes():
             self._add_vote(vote)
         self._learn_block(block)

@@ -1,7 +1,12 @@
-"""Vote bookkeeping for one height: one vote per validator per (round, type).
+"""Vote bookkeeping for one height.
 
-A second, different vote of the same validator for the same (round, type) is never
-counted: it is returned to the caller as an equivocation.
+Counting follows the paper: a quorum for a value is +2/3 of the power of DISTINCT
+validators that voted for that value, and "+2/3 of anything" counts each validator once.
+An equivocator may therefore appear in the tally of two values; that is safe, because two
++2/3 quorums intersect in more than a third of the power, hence in an honest validator who
+never votes twice. It is needed for liveness: an honest node that first saw an
+equivocator's other vote must still recognise the polka its peers saw. To bound memory, a
+conflicting vote is only counted when the caller says its block is known (or it is nil).
 """
 
 from __future__ import annotations
@@ -9,30 +14,38 @@ from __future__ import annotations
 from consensus.messages import Vote, VoteType
 from consensus.validators import ValidatorSet
 
-ADDED, DUPLICATE, CONFLICT = 0, 1, 2
+ADDED, DUPLICATE, CONFLICT, CONFLICT_COUNTED = 0, 1, 2, 3
 
 
 class VoteSet:
-    __slots__ = ("by_validator", "power_by_block", "power")
+    __slots__ = ("first", "by_block", "power_by_block", "power")
 
     def __init__(self) -> None:
-        self.by_validator: dict[int, Vote] = {}
+        self.first: dict[int, Vote] = {}  # each validator's first vote
+        self.by_block: dict[bytes | None, dict[int, Vote]] = {}
         self.power_by_block: dict[bytes | None, int] = {}
-        self.power = 0  # total power of validators that voted (anything)
+        self.power = 0  # power of the distinct validators that voted
 
-    def add(self, vote: Vote, power: int) -> tuple[int, Vote | None]:
-        existing = self.by_validator.get(vote.validator_index)
-        if existing is not None:
-            if existing.block_hash == vote.block_hash:
-                return DUPLICATE, existing
+    def add(self, vote: Vote, power: int, count_conflict: bool) -> tuple[int, Vote | None]:
+        idx = vote.validator_index
+        existing = self.first.get(idx)
+        voters = self.by_block.get(vote.block_hash)
+        if voters is not None and idx in voters:
+            return DUPLICATE, voters[idx]
+        if existing is not None and not count_conflict:
             return CONFLICT, existing
-        self.by_validator[vote.validator_index] = vote
+        if voters is None:
+            voters = self.by_block[vote.block_hash] = {}
+        voters[idx] = vote
         self.power_by_block[vote.block_hash] = self.power_by_block.get(vote.block_hash, 0) + power
-        self.power += power
-        return ADDED, None
+        if existing is None:
+            self.first[idx] = vote
+            self.power += power
+            return ADDED, None
+        return CONFLICT_COUNTED, existing
 
     def votes_for(self, block_hash: bytes | None) -> list[Vote]:
-        return [v for v in self.by_validator.values() if v.block_hash == block_hash]
+        return list(self.by_block.get(block_hash, {}).values())
 
 
 class HeightVotes:
@@ -46,13 +59,13 @@ class HeightVotes:
         self._round_voters: dict[int, set[int]] = {}
         self._round_power: dict[int, int] = {}
 
-    def add(self, vote: Vote) -> tuple[int, Vote | None]:
+    def add(self, vote: Vote, count_conflict: bool = False) -> tuple[int, Vote | None]:
         key = (vote.round, int(vote.type))
         vs = self._sets.get(key)
         if vs is None:
             vs = self._sets[key] = VoteSet()
         power = self.validators.power_of(vote.validator_index)
-        result = vs.add(vote, power)
+        result = vs.add(vote, power, count_conflict)
         if result[0] == ADDED:
             voters = self._round_voters.setdefault(vote.round, set())
             if vote.validator_index not in voters:
@@ -62,6 +75,11 @@ class HeightVotes:
 
     def get(self, round_: int, vtype: VoteType) -> VoteSet | None:
         return self._sets.get((round_, int(vtype)))
+
+    def has_vote(self, vote: Vote) -> bool:
+        vs = self._sets.get((vote.round, int(vote.type)))
+        return vs is not None and vs.by_block.get(vote.block_hash, {}).get(
+            vote.validator_index) == vote
 
     def has_quorum_for(self, round_: int, vtype: VoteType, block_hash: bytes | None) -> bool:
         vs = self._sets.get((round_, int(vtype)))
@@ -74,6 +92,3 @@ class HeightVotes:
     def round_power(self, round_: int) -> int:
         """Power of the validators that sent any vote in `round_`."""
         return self._round_power.get(round_, 0)
-
-    def own_votes(self, index: int) -> list[Vote]:
-        return [vs.by_validator[index] for vs in self._sets.values() if index in vs.by_validator]

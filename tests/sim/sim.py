@@ -428,6 +428,8 @@ class Simulation:
             return
         if msg.height < engine.height:
             self._catch_up(node, src, msg.height)
+        elif msg.height > engine.height:  # the sender is ahead: ask it for what we miss
+            self._catch_up(self.nodes[src], node.idx, engine.height)
         if isinstance(msg, Vote):
             self.max_round = max(self.max_round, msg.round)
             self._feed(node, VoteReceived(msg, self.now))
@@ -545,3 +547,18 @@ def run(seed: int, scenario: str | Scenario = "clean", validators: int | None = 
     if validators is not None:
         sc = sc.with_validators(validators)
     return Simulation(seed, sc).run()
+
+
+def describe(sim: Simulation) -> str:
+    """Engine states at the end of a run, for debugging a failing seed."""
+    lines = []
+    for n in sim.nodes:
+        e = n.engine
+        if e is None:
+            lines.append(f"node {n.idx} ({n.behaviour}): down")
+            continue
+        lines.append(f"node {n.idx} ({n.behaviour}): h={e.height} r={e.round} {e.phase.name} "
+                     f"locked={e.locked_round} valid={e.valid_round} "
+                     f"props={sorted(e.proposals)} validity={list(e.validity.values())} "
+                     f"processing={len(e.processing)} my_index={e.my_index}")
+    return "\n".join(lines)
