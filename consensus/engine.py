@@ -251,6 +251,8 @@ class ConsensusEngine:
         if self.votes.has_vote(vote):
             return  # exact duplicate: nothing to log
         self._log(ev)
+        if vote.validator_index == self.my_index and vote not in self._own:
+            self._own.append(vote)  # replayed from the WAL after a restart
         self._add_vote(vote)
         self._run_rules(ev.now_ms)
 
@@ -309,6 +311,12 @@ class ConsensusEngine:
             return  # forged, or a relay corrupted the body: not the proposer's block
         self._log(ev)
         self.proposals[p.round] = p
+        if self.my_index is not None and self.validators.proposer_index(
+                p.height, p.round) == self.my_index:
+            self._own.append(p)  # our own proposal, replayed from the WAL after a restart
+            if p.block.hash not in self.blocks:
+                self.blocks[p.block.hash] = p.block
+                self.validity[p.block.hash] = True  # we executed it before signing it
         self._learn_block(p.block)
         self._run_rules(ev.now_ms)
 
@@ -381,6 +389,9 @@ class ConsensusEngine:
             return
         timestamp = now_ms if used == sign_bytes else decode(used)[4]
         p = Proposal(self.height, self.round, pol_round, block.hash, timestamp, signature, block)
+        # Our own signed messages go to the WAL too: after a restart the guard refuses to
+        # sign an earlier step again, and replaying the logged message restores it.
+        self._log(ProposalReceived(p, now_ms))
         if new_state is not None:
             self._emit(PersistSigningState(new_state))
         self._emit(Broadcast(p))
@@ -410,6 +421,7 @@ class ConsensusEngine:
         vote = Vote(vtype, self.height, self.round, block_hash, timestamp, self.my_index,
                     signature, used)
         self.cache.remember(self.signer.public_key, vote.payload(self.chain.chain_id), signature)
+        self._log(VoteReceived(vote, now_ms))
         if new_state is not None:
             self._emit(PersistSigningState(new_state))
         self._emit(Broadcast(vote))
