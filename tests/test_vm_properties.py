@@ -156,7 +156,7 @@ def check_invariants(chain: Chain, supply: int) -> None:
         assert review.buyer == order.buyer
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(blocks())
 def test_random_sequences_keep_invariants(spec: list[list[Any]]) -> None:
     chain = Chain()

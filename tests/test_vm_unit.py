@@ -310,3 +310,21 @@ def test_errors_doc_lists_every_code() -> None:
 def test_addresses_in_queries_are_text() -> None:
     chain = _story()
     assert query.order(chain.state, 1)["buyer"] == address_to_text(addr(KEYS["alice"]))
+
+
+def test_vm_has_no_sources_of_nondeterminism() -> None:
+    import ast
+
+    forbidden = {"time", "random", "asyncio", "threading", "socket", "os", "datetime", "secrets"}
+    for path in (ROOT / "commerce_vm").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module.split(".")[0]]
+            else:
+                continue
+            assert not forbidden & set(names), f"{path.name} imports {names}"
+            assert not {"storage", "consensus", "p2p", "node"} & set(names), path.name
+        assert not any(isinstance(n, ast.Constant) and isinstance(n.value, float) for n in ast.walk(tree)), path.name
