@@ -39,7 +39,7 @@ def test_defaults_load():
         ({"mempool": {"max_txs": "10"}}, "expected an integer"),
         ({"node": {"log_level": "loud"}}, "must be one of"),
         ({"p2p": {"seeds": [1]}}, "list of strings"),
-        ({"consensus": {"create_empty_blocks": 1}}, "expected bool"),
+        ({"rpc": {"listen": 5}}, "expected str"),
     ],
 )
 def test_bad_values_are_refused_with_one_line(data, fragment):

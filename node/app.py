@@ -1,0 +1,203 @@
+"""commerce_vm and the chain database behind consensus's Application boundary.
+
+Blocks are executed once per node: the proposer's prepare_proposal or a validator's
+process_proposal leaves the BlockExecution in a small cache, and the commit reuses it. The
+commit writes block, certificate, state changes, tx index, tx results and the next
+consensus ChainState in ONE synced batch, so a crash leaves all of it or none of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import commerce_vm as vm
+from consensus.app import PreparedProposal, ProcessedProposal
+from consensus.block import Block
+from consensus.messages import CommitCertificate
+from consensus.validators import ValidatorSet, ValidatorUpdate
+from core.encoding import decode, encode
+from core.hashing import sha256
+from node.genesis import Genesis
+from storage.chaindb import ChainDB
+from storage.txindex import TxIndexEntry
+
+META_CHAIN_STATE = b"chain_state"
+META_GENESIS_HASH = b"genesis_hash"
+RESULTS_PREFIX = b"results:"
+MAX_CACHED_EXECUTIONS = 8
+
+
+class AppFault(Exception):
+    """An internal fault: a committed block this node cannot execute to the same app hash.
+    The node must stop rather than go on with a state that differs from the network's."""
+
+
+@dataclass(slots=True)
+class CommittedBlock:
+    block: Block
+    certificate: CommitCertificate
+    execution: vm.BlockExecution
+    txs: list[vm.Tx]
+
+
+def results_key(height: int) -> bytes:
+    return RESULTS_PREFIX + height.to_bytes(8, "big")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return [[k, _plain(value[k])] for k in sorted(value)]
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def encode_results(results: Sequence[vm.TxResult]) -> bytes:
+    return encode([[r.hash, r.code, r.name, r.message, r.fee_charged, r.tx_type,
+                    [[e.kind, _plain(e.attributes)] for e in r.events]] for r in results])
+
+
+def decode_results(data: bytes) -> list[dict[str, Any]]:
+    out = []
+    for tx_hash, code, name, message, fee, tx_type, events in decode(data):
+        out.append({"hash": tx_hash, "code": code, "name": name, "message": message,
+                    "fee_charged": fee, "tx_type": tx_type,
+                    "events": [{"kind": k, "attributes": dict(a)} for k, a in events]})
+    return out
+
+
+def involved_addresses(tx: vm.Tx, result: vm.TxResult) -> list[bytes]:
+    """The sender and every account an event of the tx names (merchant, buyer, recipient)."""
+    found = [tx.sender_address]
+    for event in result.events:
+        for value in event.attributes.values():
+            if isinstance(value, bytes) and len(value) == 20 and value not in found:
+                found.append(value)
+    return found
+
+
+class CommerceApp:
+    def __init__(self, db: ChainDB, genesis: Genesis,
+                 known_tx: Callable[[bytes], vm.Tx | None] = lambda _h: None):
+        self.db = db
+        self.genesis = genesis
+        self.params = genesis.params
+        self.known_tx = known_tx  # mempool lookup: reuse decoded, signature-checked txs
+        self._cache: dict[bytes, tuple[vm.BlockExecution, list[vm.Tx]]] = {}
+
+    # --- setup ---------------------------------------------------------------------------
+
+    def ensure_genesis(self) -> None:
+        """Write the genesis state into an empty database; check it matches otherwise."""
+        genesis_hash = self.genesis.hash()
+        stored = self.db.get_meta(META_GENESIS_HASH)
+        if self.db.state_meta() is None:
+            changes, app_hash = vm.genesis_changes(self.params)
+            self.db.write_genesis_state(changes, app_hash, self.genesis.initial_height - 1)
+            from storage.kv import WriteBatch
+
+            batch = WriteBatch()
+            self.db.put_meta(batch, META_GENESIS_HASH, genesis_hash)
+            self.db.store.write(batch, sync=True)
+        elif stored is not None and stored != genesis_hash:
+            raise AppFault("the data directory belongs to another genesis (chain)")
+
+    @property
+    def state(self) -> vm.StateReader:
+        return self.db.state
+
+    def last_app_hash(self) -> bytes:
+        meta = self.db.state_meta()
+        return meta.app_hash if meta else vm.EMPTY_APP_HASH
+
+    # --- execution -------------------------------------------------------------------------
+
+    def _decode(self, raw: bytes) -> vm.Tx:
+        known = self.known_tx(sha256(raw))
+        return known if known is not None else vm.decode_tx(raw, self.params.chain_id,
+                                                           self.params.max_tx_size)
+
+    @staticmethod
+    def _key(block_height: int, time_ms: int, proposer: bytes, tx_hashes: Sequence[bytes],
+             evidence: Sequence[bytes]) -> bytes:
+        return sha256(encode([block_height, time_ms, proposer, list(tx_hashes), list(evidence)]))
+
+    def _context(self, block: Block, validators_at: Callable[[int], ValidatorSet]) -> vm.BlockContext:
+        misbehaving = []
+        for ev in block.evidence:
+            validators = validators_at(ev.height)
+            pubkey = validators.validators[ev.validator_index].pubkey
+            if pubkey not in misbehaving:
+                misbehaving.append(pubkey)
+        hd = block.header
+        return vm.BlockContext(self.params.chain_id, hd.height, hd.time_ms,
+                               hd.proposer_address, tuple(misbehaving))
+
+    def _remember(self, key: bytes, execution: vm.BlockExecution, txs: list[vm.Tx]) -> None:
+        if len(self._cache) >= MAX_CACHED_EXECUTIONS:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = (execution, txs)
+
+    def prepare_proposal(self, template: Block, candidates: Sequence[vm.Tx],
+                         validators_at: Callable[[int], ValidatorSet]) -> PreparedProposal:
+        ctx = self._context(template, validators_at)
+        execution = vm.execute_block(self.state, self.params, ctx, candidates, drop_rejected=True)
+        included = list(execution.included)
+        execution.results = [r for r in execution.results if r.included]
+        key = self._key(ctx.height, ctx.time, ctx.proposer, [t.hash for t in included],
+                        [e.hash() for e in template.evidence])
+        self._remember(key, execution, included)
+        return PreparedProposal(tuple(t.raw for t in included), execution.app_hash)
+
+    def _execute(self, block: Block, validators_at: Callable[[int], ValidatorSet]
+                 ) -> tuple[bytes, vm.BlockExecution, list[vm.Tx]]:
+        txs = [self._decode(raw) for raw in block.txs]
+        ctx = self._context(block, validators_at)
+        key = self._key(ctx.height, ctx.time, ctx.proposer, [t.hash for t in txs],
+                        [e.hash() for e in block.evidence])
+        cached = self._cache.get(key)
+        if cached is not None:
+            return key, cached[0], cached[1]
+        execution = vm.execute_block(self.state, self.params, ctx, txs, drop_rejected=False)
+        self._remember(key, execution, txs)
+        return key, execution, txs
+
+    def process_proposal(self, block: Block,
+                         validators_at: Callable[[int], ValidatorSet]) -> ProcessedProposal:
+        try:
+            _, execution, _ = self._execute(block, validators_at)
+        except (vm.VMError, vm.BlockInvalid):
+            return ProcessedProposal(False, b"")
+        return ProcessedProposal(True, execution.app_hash)
+
+    def commit(self, block: Block, certificate: CommitCertificate,
+               validators_at: Callable[[int], ValidatorSet],
+               next_chain_state: Callable[[tuple[ValidatorUpdate, ...]], bytes]) -> CommittedBlock:
+        """Execute (or reuse) and durably store a decided block in one synced batch."""
+        try:
+            _, execution, txs = self._execute(block, validators_at)
+        except (vm.VMError, vm.BlockInvalid) as exc:
+            raise AppFault(f"committed block {block.height} is not executable: {exc}") from None
+        if execution.app_hash != block.header.app_hash:
+            raise AppFault(f"committed block {block.height} executes to another app hash: "
+                           "this node's state differs from the network's")
+        updates = tuple(ValidatorUpdate(pk, power) for pk, power in execution.validator_updates)
+        entries = [TxIndexEntry(tx.hash, i, r.code, tx.type, involved_addresses(tx, r))
+                   for i, (tx, r) in enumerate(zip(txs, execution.results, strict=True))]
+        self.db.commit(
+            height=block.height, block_hash=block.hash, block_bytes=block.encode(),
+            commit_bytes=certificate.encode(), state_changes=execution.changes,
+            app_hash=execution.app_hash, tx_entries=entries,
+            meta=[(META_CHAIN_STATE, next_chain_state(updates)),
+                  (results_key(block.height), encode_results(execution.results))],
+        )
+        self._cache.clear()
+        return CommittedBlock(block, certificate, execution, txs)
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def block_results(self, height: int) -> list[dict[str, Any]] | None:
+        data = self.db.get_meta(results_key(height))
+        return None if data is None else decode_results(data)

@@ -1,0 +1,233 @@
+"""A chainmerce node: storage, application, mempool, consensus and RPC wired together.
+
+Lifecycle: `await node.start()` opens the chain database (writing genesis on first start),
+rebuilds the consensus engine from what was persisted (chain state committed with the last
+block, the signing state, the WAL of the height in progress), starts consensus and the RPC
+server. `await node.stop()` stops RPC, consensus timers and closes the stores; SIGTERM and
+SIGINT do the same in `run_node`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import commerce_vm as vm
+from consensus.chain import BlockLimits, ChainState
+from consensus.engine import ConsensusEngine, EngineConfig
+from consensus.errors import WALError as ConsensusWALError
+from consensus.events import decode_event
+from consensus.signing import SigningGuard
+from consensus.signing import SigningState as EngineSigningState
+from consensus.validators import Validator, ValidatorSet
+from core.address import address_from_pubkey
+from node.app import META_CHAIN_STATE, AppFault, CommerceApp, CommittedBlock
+from node.config import Config, load_config, parse_host_port
+from node.driver import ConsensusDriver, now_ms
+from node.genesis import Genesis, load_genesis
+from node.home import Home, read_key_file
+from node.mempool import Mempool, MempoolLimits
+from node.rpc.dispatcher import Dispatcher
+from node.rpc.server import RPCServer
+from storage.chaindb import ChainDB
+from storage.signing_state import SigningStateFile
+from storage.wal import WAL
+
+log = logging.getLogger("chainmerce.node")
+
+
+@dataclass(slots=True)
+class TxWaiter:
+    future: asyncio.Future
+    tx_hash: bytes
+
+
+@dataclass(slots=True)
+class NodeEvents:
+    """What the node tells listeners after each commit (RPC waiters, later WebSocket)."""
+
+    waiters: dict[bytes, list[asyncio.Future]] = field(default_factory=dict)
+    new_block: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Node:
+    def __init__(self, home: Path, config: Config | None = None):
+        self.home = Home(Path(home))
+        self.config = config or load_config(self.home.config_file)
+        self.genesis: Genesis = load_genesis(self.home.genesis_file)
+        self.validator_key = read_key_file(self.home.validator_key_file)
+        self.db: ChainDB | None = None
+        self.rpc: RPCServer | None = None
+        self.events = NodeEvents()
+        self.stopped = asyncio.Event()
+        self.last_commit_time_ms = 0
+
+    @property
+    def chain_id(self) -> str:
+        return self.genesis.chain_id
+
+    # --- start ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.home.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = ChainDB.open(self.home.db_path, cfg.get("storage", "backend"),
+                               **({"cache_bytes": cfg.get("storage", "cache_bytes")}
+                                  if cfg.get("storage", "backend") == "leveldb" else {}))
+        self.app = CommerceApp(self.db, self.genesis, known_tx=self._known_tx)
+        self.app.ensure_genesis()
+        chain = self._load_chain_state()
+        block_time = chain.last_block_time_ms
+        mp = cfg["mempool"]
+        self.mempool = Mempool(self.genesis.params, self.db.state, chain.last_height, block_time,
+                               MempoolLimits(mp["max_txs"], mp["max_bytes"], mp["max_tx_bytes"],
+                                             mp["max_txs_per_sender"], mp["ttl_blocks"]))
+        self.wal = WAL(self.home.wal_file)
+        self.signing_file = SigningStateFile(self.home.signing_state_file)
+        stored = self.signing_file.load()
+        guard_state = EngineSigningState.decode(stored.extra) if stored else None
+        validators = chain.validators.at(chain.next_height)
+        signer = None
+        if validators.index_of(self.validator_key.public_key) is not None or \
+                chain.validators.at(chain.next_height + 1).index_of(
+                    self.validator_key.public_key) is not None:
+            signer = SigningGuard(self.validator_key, self.chain_id, guard_state)
+        cs = cfg["consensus"]
+        engine_config = EngineConfig(
+            timeout_propose_ms=cs["timeout_propose_ms"],
+            timeout_propose_delta_ms=cs["timeout_propose_delta_ms"],
+            timeout_prevote_ms=cs["timeout_prevote_ms"],
+            timeout_prevote_delta_ms=cs["timeout_prevote_delta_ms"],
+            timeout_precommit_ms=cs["timeout_precommit_ms"],
+            timeout_precommit_delta_ms=cs["timeout_precommit_delta_ms"],
+            timeout_commit_ms=cs["timeout_commit_ms"],
+            limits=BlockLimits(max_txs=cs["max_block_txs"], max_block_bytes=cs["max_block_bytes"]),
+        )
+        self.engine = ConsensusEngine(chain, engine_config, signer)
+        self.driver = ConsensusDriver(
+            self.engine, self.app, self.mempool, self.wal, self.signing_file,
+            max_block_txs=cs["max_block_txs"], max_block_bytes=cs["max_block_bytes"],
+            empty_block_interval_ms=cs["empty_block_interval_ms"], on_commit=self._on_commit)
+        self.driver.start(self._wal_events(chain))
+        from node.rpc.methods import register_methods
+
+        dispatcher = Dispatcher(cfg.get("rpc", "max_batch_requests"))
+        register_methods(dispatcher, self)
+        host, port = parse_host_port(cfg.get("rpc", "listen"))
+        self.rpc = RPCServer(dispatcher, host, port, cfg.get("rpc", "max_body_bytes"))
+        await self.rpc.start()
+        log.info("node %s started: chain %s, height %d, rpc http://%s:%d",
+                 cfg.get("node", "moniker"), self.chain_id, chain.last_height, host,
+                 self.rpc.port)
+
+    def _load_chain_state(self) -> ChainState:
+        assert self.db is not None
+        stored = self.db.get_meta(META_CHAIN_STATE)
+        if stored is not None:
+            chain = ChainState.decode(stored)
+            if chain.last_height != self.db.last_committed_height():
+                raise AppFault("consensus chain state and block store disagree")
+            return chain
+        params = self.genesis.params
+        validators = ValidatorSet(Validator(pk, power) for pk, power in params.validators)
+        return ChainState.genesis(self.chain_id, validators, self.genesis.genesis_time_ms,
+                                  self.genesis.initial_height)
+
+    def _wal_events(self, chain: ChainState) -> list:
+        height, records = self.wal.records_since_last_marker()
+        if height != chain.next_height:
+            return []  # the WAL holds a height that is already committed: stale
+        events = []
+        for record in records:
+            try:
+                events.append(decode_event(record))
+            except ConsensusWALError as exc:
+                log.warning("ignoring the rest of the consensus WAL: %s", exc)
+                break
+        return events
+
+    def _known_tx(self, tx_hash: bytes) -> vm.Tx | None:
+        entry = self.mempool._entries.get(tx_hash) if hasattr(self, "mempool") else None
+        return entry.tx if entry is not None else None
+
+    # --- commit ---------------------------------------------------------------------------
+
+    def _on_commit(self, committed: CommittedBlock) -> None:
+        block = committed.block
+        self.last_commit_time_ms = now_ms()
+        hashes = [tx.hash for tx in committed.txs]
+        self.mempool.update(self.db.state, block.height, block.header.time_ms, hashes)
+        for index, (tx, result) in enumerate(zip(committed.txs, committed.execution.results,
+                                                 strict=True)):
+            for future in self.events.waiters.pop(tx.hash, []):
+                if not future.done():
+                    future.set_result((block.height, index, result))
+        self.events.new_block.set()
+        self.events.new_block = asyncio.Event()
+        log.info("committed block %d (%d txs) app_hash=%s", block.height, len(block.txs),
+                 committed.execution.app_hash.hex()[:16])
+
+    # --- txs ------------------------------------------------------------------------------
+
+    def submit(self, raw: bytes) -> vm.Tx:
+        """Stateless + stateful checks and admission. Raises MempoolError."""
+        tx = self.mempool.decode(raw)
+        added = self.mempool.add(tx)
+        if added:
+            self.driver.txs_available()
+        return tx
+
+    def wait_for_tx(self, tx_hash: bytes) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self.events.waiters.setdefault(tx_hash, []).append(future)
+        return future
+
+    @property
+    def validator_address(self) -> bytes:
+        return address_from_pubkey(self.validator_key.public_key)
+
+    # --- stop -----------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        if self.rpc is not None:
+            await self.rpc.stop()
+            self.rpc = None
+        if hasattr(self, "driver"):
+            self.driver.stop()
+        for futures in self.events.waiters.values():
+            for future in futures:
+                future.cancel()
+        self.events.waiters.clear()
+        if hasattr(self, "wal"):
+            self.wal.close()
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+        self.stopped.set()
+
+
+async def run_node(home: Path) -> int:
+    """Run until SIGTERM/SIGINT (or an internal fault). Returns the exit code."""
+    node = Node(home)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    fault_watch = asyncio.create_task(_watch_fault(node, stop))
+    try:
+        await stop.wait()
+    finally:
+        fault_watch.cancel()
+        log.info("shutting down")
+        await node.stop()
+    return 1 if node.driver.fault is not None else 0
+
+
+async def _watch_fault(node: Node, stop: asyncio.Event) -> None:
+    while node.driver.fault is None:
+        await asyncio.sleep(0.5)
+    stop.set()
