@@ -158,7 +158,8 @@ class Simulation:
         byz = faults(n) if scenario.byzantine < 0 else scenario.byzantine
         keys = [PrivateKey(sha256(b"sim-validator-%d" % i)) for i in range(n)]
         powers = [self.rng.randint(1, 3) if scenario.weighted else 1 for _ in range(n)]
-        self.validator_set = ValidatorSet(Validator(k.public_key, p) for k, p in zip(keys, powers))
+        self.validator_set = ValidatorSet(
+            Validator(k.public_key, p) for k, p in zip(keys, powers, strict=True))
         behaviours = ["honest"] * n
         byz_nodes = self.rng.sample(range(n), byz) if byz else []
         kinds = ["silent", "equivocate", "garbage"]
@@ -371,7 +372,7 @@ class Simulation:
         if isinstance(msg, Proposal) and msg.pol_round == -1:
             self.attacked.add((msg.height, msg.round))
             forks = [msg, self._alt_proposal(node, msg)]
-            for side, p in zip(sides, forks):
+            for side, p in zip(sides, forks, strict=True):
                 for dst in side:
                     self._send(node.idx, dst, encode_message(p))
                 for m in members:
@@ -507,6 +508,8 @@ class Simulation:
                 top = max(self._honest_heights().values())
                 self.target_height = max(sc.min_height, top + sc.heights_after_stable)
                 deadline = t + sc.liveness_window_ms
+            if any(v.startswith("agreement") for v in self.violations):
+                break  # safety is already lost: nothing more to learn from this run
             if self.target_height is not None and kind in (APP, DELIVER) and all(
                     h >= self.target_height for h in self._honest_heights().values()):
                 break
