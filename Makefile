@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m node.demo
+	$(PY) -m node.devnet
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -289,9 +289,12 @@ def register_methods(d: Dispatcher, node: Node) -> None:
 
     address = Param("address", "address", "account address (cm1...)", required=True)
 
-    @add("account", "Balance and next nonce of an account.", (address,))
+    @add("account", "Balance and nonce of an account; next_nonce counts its mempool txs.",
+         (address,))
     def account(address: bytes) -> dict[str, Any]:
-        return query.account(state(), address)
+        answer = query.account(state(), address)
+        answer["next_nonce"] = node.mempool.next_nonce(address)
+        return answer
 
     @add("listing", "One listing.", (Param("id", "int", "listing id", required=True, minimum=1),))
     def listing(id: int) -> dict[str, Any]:
