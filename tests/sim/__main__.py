@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from .scenarios import SCENARIOS, scenario_for_seed
 from .sim import run
@@ -15,9 +16,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=sorted(SCENARIOS),
                         help="default: the scenario the soak uses for this seed")
     parser.add_argument("--validators", type=int)
+    parser.add_argument("--byzantine", type=int, help="override the scenario's byzantine count")
     args = parser.parse_args(argv)
     name, n = scenario_for_seed(args.seed)
-    result = run(args.seed, args.scenario or name, args.validators or n)
+    scenario = SCENARIOS[args.scenario or name].with_validators(args.validators or n)
+    if args.byzantine is not None:
+        scenario = replace(scenario, byzantine=args.byzantine)
+    result = run(args.seed, scenario)
     print(result.report())
     return 0 if result.ok else 1
 

@@ -69,8 +69,11 @@ CATCHUP_INTERVAL_MS = 300
 DELIVER, TIMER, APP, CRASH, RESTART, INJECT, STABLE, PARTITION, HEAL = range(9)
 
 
-def replay_command(seed: int, scenario: str, validators: int) -> str:
-    return f"python -m tests.sim --seed {seed} --scenario {scenario} --validators {validators}"
+def replay_command(seed: int, sc: Scenario) -> str:
+    cmd = f"python -m tests.sim --seed {seed} --scenario {sc.name} --validators {sc.validators}"
+    if sc.name in SCENARIOS and sc.byzantine != SCENARIOS[sc.name].byzantine:
+        cmd += f" --byzantine {sc.byzantine}"
+    return cmd
 
 
 @dataclass
@@ -250,6 +253,8 @@ class Simulation:
                     self._crash(node)  # persisted, but the signed message never left
                     return
             elif isinstance(action, Broadcast):
+                if node.honest:
+                    self._check_persisted(node, action.message)
                 self._broadcast(node, action.message)
             elif isinstance(action, ScheduleTimeout):
                 self._push(action.duration_ms, TIMER, node.idx, node.epoch,
@@ -266,6 +271,22 @@ class Simulation:
                 self._commit(node, action.block, action.certificate)
             elif isinstance(action, EvidenceFound):
                 self.evidence_seen += 1
+
+    def _check_persisted(self, node: Node, msg: Proposal | Vote) -> None:
+        """A message we signed may leave only once the signing state covering it is on disk."""
+        engine = node.engine
+        if isinstance(msg, Vote):
+            if msg.validator_index != engine.my_index:
+                return  # a relayed vote of another validator
+            step = 2 if msg.type == VoteType.PREVOTE else 3
+        else:
+            if engine.validators.proposer_index(msg.height, msg.round) != engine.my_index:
+                return
+            step = 1
+        disk = SigningState.decode(node.disk.signing) if node.disk.signing else SigningState()
+        if (msg.height, msg.round, step) > disk.hrs():
+            self.violations.append(f"persistence: node {node.idx} sent {(msg.height, msg.round, step)}"
+                                   f" before persisting it (disk has {disk.hrs()})")
 
     def _commit(self, node: Node, block: Block, cert: Any) -> None:
         h = block.height
@@ -521,7 +542,7 @@ class Simulation:
         self._check_chains()
         return SimResult(self.seed, sc.name, sc.validators, self.violations, heights, self.now,
                          self.max_round, self.evidence_seen,
-                         replay_command(self.seed, sc.name, sc.validators))
+                         replay_command(self.seed, sc))
 
     def _check_chains(self) -> None:
         """Every stored block links to its parent and carries its parent's valid commit."""

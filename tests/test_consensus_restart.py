@@ -1,0 +1,129 @@
+"""Crash-restart: the signing guard and the WAL never let a validator double-sign."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+ROOT = str(pathlib.Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from consensus.errors import SigningRefused  # noqa: E402
+from consensus.events import (  # noqa: E402
+    AppendWAL,
+    Broadcast,
+    PersistSigningState,
+    ProposalReceived,
+    TimeoutFired,
+    TimeoutStep,
+    VoteReceived,
+    decode_event,
+    encode_event,
+)
+from consensus.messages import Step, Vote, VoteType, vote_sign_bytes  # noqa: E402
+from consensus.signing import SigningGuard, SigningState  # noqa: E402
+from core.keys import PrivateKey  # noqa: E402
+from tests.sim.harness import CHAIN_ID, Driver, Validators, build_block  # noqa: E402
+
+NOW = 2_000_000
+
+
+def prevote_bytes(block_hash, ts=5, round_=0):
+    return vote_sign_bytes(VoteType.PREVOTE, 1, round_, block_hash, ts, 0)
+
+
+def test_guard_signs_forward_only_and_reuses_identical_messages():
+    guard = SigningGuard(PrivateKey(b"\x01" * 32), CHAIN_ID)
+    a = b"\xaa" * 32
+    used, sig, state = guard.sign(1, 0, Step.PREVOTE, prevote_bytes(a))
+    assert state is not None and state.hrs() == (1, 0, 2)
+    again = guard.sign(1, 0, Step.PREVOTE, prevote_bytes(a))
+    assert again == (used, sig, None)  # same message: same signature, nothing to persist
+    later_ts = guard.sign(1, 0, Step.PREVOTE, prevote_bytes(a, ts=99))
+    assert later_ts[0] == used and later_ts[1] == sig  # only the timestamp differs: reuse
+    with pytest.raises(SigningRefused):
+        guard.sign(1, 0, Step.PREVOTE, prevote_bytes(None))  # conflicting
+    guard.sign(1, 0, Step.PRECOMMIT, vote_sign_bytes(VoteType.PRECOMMIT, 1, 0, a, 5, 0))
+    with pytest.raises(SigningRefused):
+        guard.sign(1, 0, Step.PREVOTE, prevote_bytes(a))  # an earlier step
+    restored = SigningGuard(PrivateKey(b"\x01" * 32), CHAIN_ID,
+                            SigningState.decode(guard.state.encode()))
+    with pytest.raises(SigningRefused):
+        restored.sign(1, 0, Step.PRECOMMIT, vote_sign_bytes(VoteType.PRECOMMIT, 1, 0, None, 5, 0))
+
+
+def _prevote_round0(vals):
+    d = Driver(vals.engine(0))
+    d.start()
+    block = build_block(vals, 0)
+    actions = d.feed(ProposalReceived(vals.proposal(block, 0), NOW))
+    return d, block, actions
+
+
+def test_persist_comes_before_the_broadcast_it_covers():
+    vals = Validators(4)
+    _, _, actions = _prevote_round0(vals)
+    kinds = [type(a) for a in actions]
+    persist = kinds.index(PersistSigningState)
+    broadcast = kinds.index(Broadcast)
+    assert persist < broadcast
+    assert max(i for i, k in enumerate(kinds) if k is AppendWAL) < persist
+
+
+def _restart(vals, wal, signing):
+    d = Driver(vals.engine(0, signing=signing))
+    d.start()
+    d._run(d.engine.replay([decode_event(e) for h, e in wal if h == 1]))  # noqa: SLF001
+    return d
+
+
+def _own_prevotes(d, round_=0):
+    return [m for m in d.sent if isinstance(m, Vote) and m.type == VoteType.PREVOTE
+            and m.round == round_]
+
+
+def test_crash_after_persist_before_broadcast_resends_the_same_vote():
+    vals = Validators(4)
+    d, block, actions = _prevote_round0(vals)
+    cut = [type(a) for a in actions].index(PersistSigningState) + 1
+    wal = [(a.height, a.entry) for a in actions[:cut] if isinstance(a, AppendWAL)]
+    signed = next(a.message for a in actions if isinstance(a, Broadcast))
+    # crash: the broadcast never happened, the signing state and the WAL are on disk
+    r = _restart(vals, wal, d.signing)
+    assert [v.signature for v in _own_prevotes(r)] == [signed.signature]
+    r.feed(TimeoutFired(1, 0, TimeoutStep.PROPOSE, NOW))  # would be a nil prevote
+    assert all(v.block_hash == block.hash for v in _own_prevotes(r))
+
+
+def test_crash_after_broadcast_never_signs_a_conflicting_vote():
+    vals = Validators(4)
+    d, block, _ = _prevote_round0(vals)
+    r = _restart(vals, d.wal, d.signing)
+    r.feed(TimeoutFired(1, 0, TimeoutStep.PROPOSE, NOW))
+    assert {v.block_hash for v in _own_prevotes(r)} <= {block.hash}
+    assert r.engine.proposals[0].block_hash == block.hash  # resumed the height in progress
+
+
+def test_restart_with_lost_wal_refuses_to_sign_conflicts():
+    vals = Validators(4)
+    d, block, _ = _prevote_round0(vals)
+    r = _restart(vals, [], d.signing)  # only the signing state survived
+    r.feed(TimeoutFired(1, 0, TimeoutStep.PROPOSE, NOW))
+    assert not _own_prevotes(r)  # a nil prevote at (1, 0) would conflict: refused
+    # it still takes part from the next round on
+    for i in (2, 3):
+        r.feed(VoteReceived(vals.vote(i, VoteType.PREVOTE, 1, 1, None), NOW))
+    assert r.engine.round == 1
+    r.feed(TimeoutFired(1, 1, TimeoutStep.PROPOSE, NOW))
+    assert [v.block_hash for v in _own_prevotes(r, 1)] == [None]
+
+
+def test_wal_entries_roundtrip():
+    vals = Validators(4)
+    d, _, _ = _prevote_round0(vals)
+    assert d.wal
+    for _, entry in d.wal:
+        assert encode_event(decode_event(entry)) == entry
