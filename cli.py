@@ -25,13 +25,18 @@ class UserError(click.ClickException):
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
+    from consensus.errors import ConsensusError
     from core.errors import CoreError
+    from node.app import AppFault
     from node.client import ClientError
     from node.config import ConfigError
+    from node.genesis import GenesisError
+    from node.home import HomeError
     from node.keystore import KeystoreError
     from storage.errors import StorageError
 
-    return (CoreError, ClientError, ConfigError, KeystoreError, StorageError, ValueError, OSError)
+    return (CoreError, ClientError, ConfigError, KeystoreError, StorageError, HomeError,
+            GenesisError, AppFault, ConsensusError, ValueError, OSError)
 
 
 class Group(click.Group):
