@@ -332,7 +332,8 @@ class ConsensusEngine:
             return
         self.blocks[h] = block
         try:
-            validate_block(block, self.chain, self.config.limits, self.cache)
+            # callers checked body_matches_header before learning the block
+            validate_block(block, self.chain, self.config.limits, self.cache, body_checked=True)
         except BlockError:
             self.validity[h] = False
             return

@@ -273,3 +273,21 @@ def test_future_height_messages_are_buffered_with_a_bound():
     assert sum(len(q) for q in d.engine._future.values()) == (  # noqa: SLF001
         d.engine.config.future_messages_per_validator)
     assert isinstance(d.timeouts[0], ScheduleTimeout)
+
+
+def test_commit_timeout_delays_the_next_height():
+    from consensus.engine import EngineConfig
+
+    vals = Validators(1)
+    config = EngineConfig(gossip_interval_ms=0, timeout_commit_ms=500)
+    d = Driver(vals.engine(0, config=config))
+    d.start()
+    assert len(d.commits) == 1 and d.engine.height == 2 and d.engine.phase == Phase.NEW_HEIGHT
+    wait = [t for t in d.timeouts if t.step == TimeoutStep.COMMIT]
+    assert wait and wait[-1].height == 2 and wait[-1].duration_ms == 500
+    d.feed(TimeoutFired(2, 0, TimeoutStep.COMMIT, NOW))
+    assert len(d.commits) == 2 and d.engine.height == 3
+    block2 = d.commits[1].block
+    assert block2.header.time_ms > d.commits[0].block.header.time_ms  # BFT time increases
+    verify_commit(block2.last_commit, vals.set, CHAIN_ID, height=1,
+                  block_hash=d.commits[0].block.hash)
