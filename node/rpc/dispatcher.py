@@ -46,8 +46,9 @@ class Dispatcher:
     async def handle_body(self, body: bytes) -> bytes | None:
         """Answer one HTTP body. None means: nothing to send (only notifications)."""
         try:
-            request = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            # NaN/Infinity are not JSON; deep nesting must not reach the recursion limit.
+            request = json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return _dump(_error(None, RPCError(PARSE_ERROR, "parse error: body is not JSON")))
         if isinstance(request, list):
             if not request:
@@ -95,6 +96,10 @@ class Dispatcher:
             log.exception("rpc method %s failed", name)
             raise RPCError(INTERNAL_ERROR, "internal error") from None
         return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _error(request_id: Any, exc: RPCError) -> dict[str, Any]:
