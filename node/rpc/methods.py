@@ -218,6 +218,8 @@ def register_methods(d: Dispatcher, node: Node) -> None:
                 position = (int(h), int(i))
             except ValueError:
                 raise invalid_params("cursor must be 'height:index'") from None
+            if not (0 <= position[0] < 2**64 and 0 <= position[1] < 2**32):
+                raise invalid_params("cursor is out of range")
         if height is not None:
             refs, following = node.db.txs.by_height(height), None
         elif account is not None:
