@@ -185,6 +185,15 @@ class Node:
         self.events.waiters.setdefault(tx_hash, []).append(future)
         return future
 
+    def forget_waiter(self, tx_hash: bytes, future: asyncio.Future) -> None:
+        """Drop a waiter that will not be awaited (refused tx, timeout), so a flood of
+        refused broadcast_tx_commit calls cannot grow `events.waiters` without bound."""
+        futures = self.events.waiters.get(tx_hash)
+        if futures is not None and future in futures:
+            futures.remove(future)
+            if not futures:
+                del self.events.waiters[tx_hash]
+
     @property
     def validator_address(self) -> bytes:
         return address_from_pubkey(self.validator_key.public_key)

@@ -268,6 +268,7 @@ def register_methods(d: Dispatcher, node: Node) -> None:
                            {"hash": tx_hash.hex()}) from None
         finally:
             waiter.cancel()
+            node.forget_waiter(tx_hash, waiter)
         return {"hash": tx_hash.hex(), "height": height, "index": index, "code": result.code,
                 "name": result.name, "message": result.message,
                 "events": result_view({"code": result.code, "name": result.name,
