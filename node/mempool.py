@@ -188,9 +188,13 @@ class Mempool:
                 break
             try:
                 self._check_room(entry.tx)
+            except MempoolError:
+                parked[expected] = entry  # acknowledged to its sender: wait for room
+                break
+            try:
                 self._admit(entry.tx)
             except MempoolError:
-                break
+                break  # no longer valid on the new state: dropped
             promoted.append(entry.tx)
         if parked is not None and not parked:
             self._parked.pop(sender, None)
