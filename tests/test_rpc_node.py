@@ -182,8 +182,10 @@ async def test_every_method_on_a_live_chain(node_factory):  # noqa: F811
     assert reputation["count"] == 1 and reputation["rating_sum"] == 5
     trail = await live.rpc("provenance", order=1)
     assert trail["listing"]["origin"].startswith("Kyoto")
-    assert [c["location"] for c in trail["checkpoints"]][-2:] == ["Kyoto", "Osaka hub"] or \
-        [c["location"] for c in trail["checkpoints"]][:2] == ["Kyoto", "Osaka hub"]
+    assert [(c["kind"], c["location"], c["actor"]) for c in trail["checkpoints"]] == \
+        [("shipped", "Kyoto", merchant), ("checkpoint", "Osaka hub", merchant)]
+    assert (trail["status"], trail["carrier"], trail["tracking_id"]) == \
+        ("COMPLETED", "Yamato", "TRK-1")
     pool = await live.rpc("rewards_pool")
     assert pool["escrow"] == 0 and pool["pool"] > 0
     params = await live.rpc("params")
@@ -499,11 +501,20 @@ async def test_mempool_flood_respects_limits_and_commits_each_tx_once(node_facto
     full_refusals = 0
     peak = 0
 
+    pool = live.node.mempool
+
     def check_limits() -> None:
         nonlocal peak
-        pool = live.node.mempool
         assert len(pool) <= MAX_POOL_TXS and pool.size_bytes <= MAX_POOL_BYTES
         peak = max(peak, len(pool))
+
+    count_in = pool._count_in
+
+    def counted(entry) -> None:  # check the limits at every admission, not only between calls
+        count_in(entry)
+        check_limits()
+
+    pool._count_in = counted
 
     async def batch_call(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         status, reply = await live.post(json.dumps(requests))
@@ -576,6 +587,18 @@ async def test_mempool_flood_respects_limits_and_commits_each_tx_once(node_facto
         status, reply = await live.post(json.dumps(requests))
         assert status == 200 and all("result" in r for r in reply), reply
         assert all(r["result"]["result"]["code"] == 0 for r in reply)
+    # Inclusion proofs also hold in blocks of many txs.
+    busiest = max(range(start_height + 1, live.node.engine.chain.last_height + 1),
+                  key=lambda h: len(live.node.db.txs.by_height(h)))
+    refs = live.node.db.txs.by_height(busiest)
+    assert len(refs) > 10
+    for ref in (refs[0], refs[len(refs) // 2], refs[-1]):
+        found = await live.rpc("tx", hash=ref.tx_hash.hex(), prove=True)
+        proof = found["proof"]
+        assert verify_inclusion(bytes.fromhex(found["tx"]["raw"]), proof["index"],
+                                proof["total"], [bytes.fromhex(a) for a in proof["aunts"]],
+                                bytes.fromhex(proof["txs_root"]))
+        assert proof["total"] == len(refs)
     top = live.node.engine.chain.last_height
     in_blocks: list[bytes] = []
     for height in range(start_height + 1, top + 1):
