@@ -76,6 +76,10 @@ class Mempool:
         return tx_hash in self._entries or any(
             e.tx.hash == tx_hash for parked in self._parked.values() for e in parked.values())
 
+    def get(self, tx_hash: bytes) -> vm.Tx | None:
+        entry = self._entries.get(tx_hash)
+        return None if entry is None else entry.tx
+
     @property
     def size_bytes(self) -> int:
         return self._bytes

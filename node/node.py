@@ -150,8 +150,7 @@ class Node:
         return events
 
     def _known_tx(self, tx_hash: bytes) -> vm.Tx | None:
-        entry = self.mempool._entries.get(tx_hash) if hasattr(self, "mempool") else None
-        return entry.tx if entry is not None else None
+        return self.mempool.get(tx_hash) if hasattr(self, "mempool") else None
 
     # --- commit ---------------------------------------------------------------------------
 
