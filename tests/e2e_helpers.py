@@ -286,8 +286,26 @@ def check_chain_links(headers: dict[int, dict[str, Any]]) -> None:
                 f"block {height} does not link to block {height - 1}"
 
 
-def total_supply(client: Client, addresses: list[str]) -> int:
-    """Balances of the given accounts + escrow + rewards pool."""
-    pool = client.call("rewards_pool")
-    return sum(client.call("account", address=a)["balance"] for a in addresses) + \
-        pool["escrow"] + pool["pool"]
+def batch_call(url: str, calls: list[tuple[str, dict[str, Any]]]) -> list[Any]:
+    """One JSON-RPC batch; the results in order (any error fails the test)."""
+    body = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p}
+            for i, (m, p) in enumerate(calls)]
+    status, replies = post_raw(url, json.dumps(body).encode())
+    assert status == 200 and isinstance(replies, list), (status, replies)
+    by_id = {r["id"]: r for r in replies}
+    assert all("result" in by_id[i] for i in range(len(calls))), replies
+    return [by_id[i]["result"] for i in range(len(calls))]
+
+
+def total_supply(url: str, addresses: list[str]) -> int:
+    """Balances of the given accounts + escrow + rewards pool, read at one height.
+
+    Blocks keep committing while a load runs, so the reads go in one batch framed by two
+    `status` calls, retried until both name the same height (a consistent snapshot)."""
+    calls = [("status", {}), ("rewards_pool", {})]
+    calls += [("account", {"address": a}) for a in addresses] + [("status", {})]
+    for _ in range(20):
+        first, pool, *accounts, last = batch_call(url, calls)
+        if first["sync_info"]["latest_block_height"] == last["sync_info"]["latest_block_height"]:
+            return sum(a["balance"] for a in accounts) + pool["escrow"] + pool["pool"]
+    raise AssertionError("no consistent snapshot in 20 tries")
