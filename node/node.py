@@ -31,6 +31,7 @@ from node.genesis import Genesis, load_genesis
 from node.home import Home, read_key_file
 from node.mempool import Mempool, MempoolLimits
 from node.rpc.dispatcher import Dispatcher
+from node.rpc.errors import NODE_NOT_READY, RPCError
 from node.rpc.server import RPCServer
 from storage.chaindb import ChainDB
 from storage.signing_state import SigningStateFile
@@ -63,6 +64,7 @@ class Node:
         self.rpc: RPCServer | None = None
         self.events = NodeEvents()
         self.stopped = asyncio.Event()
+        self.stopping = False
         self.last_commit_time_ms = 0
 
     @property
@@ -180,6 +182,8 @@ class Node:
         return tx
 
     def wait_for_tx(self, tx_hash: bytes) -> asyncio.Future:
+        if self.stopping:
+            raise _shutting_down(tx_hash)
         future = asyncio.get_running_loop().create_future()
         self.events.waiters.setdefault(tx_hash, []).append(future)
         return future
@@ -200,6 +204,13 @@ class Node:
     # --- stop -----------------------------------------------------------------------------
 
     async def stop(self) -> None:
+        # Answer the broadcast_tx_commit calls still waiting first: the RPC server's stop
+        # waits for in-flight requests, which would hold SIGTERM up to commit_timeout_ms.
+        self.stopping = True
+        for tx_hash, futures in self.events.waiters.items():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(_shutting_down(tx_hash))
         if self.rpc is not None:
             await self.rpc.stop()
             self.rpc = None
@@ -215,6 +226,11 @@ class Node:
             self.db.close()
             self.db = None
         self.stopped.set()
+
+
+def _shutting_down(tx_hash: bytes) -> RPCError:
+    return RPCError(NODE_NOT_READY, "node is shutting down; the tx may still be committed",
+                    {"hash": tx_hash.hex()})
 
 
 async def run_node(home: Path) -> int:
