@@ -23,12 +23,14 @@ import commerce_vm as vm
 from commerce_vm import sign_tx
 from commerce_vm import txtypes as T
 from core.address import address_from_text
+from core.hashing import sha256
 from core.keys import PrivateKey
 from node.client import Client, ClientError
 from node.rpc.errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
+    NODE_NOT_READY,
     PARSE_ERROR,
     TX_ALREADY_KNOWN,
 )
@@ -108,6 +110,35 @@ def test_sigterm_restart_keeps_every_block_and_goes_on(running_node: NodeHome) -
     assert now["buyer"]["balance"] == accounts["buyer"]["balance"] - 5 - 10
     assert now["buyer"]["nonce"] == accounts["buyer"]["nonce"] + 1
     assert now["merchant"]["balance"] == accounts["merchant"]["balance"] + 5
+
+
+def test_sigterm_answers_waiting_commit_calls(running_node: NodeHome) -> None:
+    """A broadcast_tx_commit whose tx cannot commit yet (a nonce gap parks it) is answered
+    with NODE_NOT_READY when the node stops, instead of holding SIGTERM until it times out
+    (commit_timeout_ms is 30 s, twice what `stop` waits here)."""
+    home = running_node
+    parked = _sign_transfer(home, "merchant", 5, "buyer", 1)
+    answers: list[Any] = []
+
+    def wait_for_commit() -> None:
+        try:
+            answers.append(Client(home.url, timeout=60).call("broadcast_tx_commit",
+                                                             tx=parked.hex()))
+        except ClientError as exc:
+            answers.append(exc)
+
+    waiter = threading.Thread(target=wait_for_commit, daemon=True)
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while home.client().call("num_unconfirmed_txs")["n_txs"] == 0 and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)  # until the node holds the parked tx (and so the waiter)
+    assert home.client().call("account", address=home.accounts["merchant"])["nonce"] == 0
+    assert home.stop(timeout=15) == 0
+    waiter.join(20)
+    assert len(answers) == 1 and isinstance(answers[0], ClientError), answers
+    assert answers[0].code == NODE_NOT_READY
+    assert answers[0].data == {"hash": sha256(parked).hex()}
 
 
 # --- kill -9 under load -----------------------------------------------------------------------
