@@ -428,3 +428,23 @@ def test_edited_config_is_used(tmp_path: Path, node_homes: list[NodeHome]) -> No
     home.start()
     assert home.client().call("status")["node_info"]["moniker"] == "edited-moniker"
     assert home.stop() == 0
+
+
+def test_second_node_on_same_home_or_port_is_refused(running_node: NodeHome, tmp_path: Path,
+                                                     node_homes: list[NodeHome]) -> None:
+    home = running_node
+    same_home = run_cli("start", "--home", str(home.path), check=False, timeout=30)
+    assert_one_line_error(same_home, "locked")
+
+    other = init_home(tmp_path / "other")
+    node_homes.append(other)
+    set_config(other.config_file, "rpc", {"listen": f"127.0.0.1:{home.port}"})
+    same_port = run_cli("start", "--home", str(other.path), check=False, timeout=30)
+    assert_one_line_error(same_port, "address already in use")
+
+    # The running node did not notice; the refused one starts fine on its own port.
+    assert home.client().call("health")["healthy"] is True
+    set_config(other.config_file, "rpc", {"listen": f"127.0.0.1:{other.port}"})
+    other.start()
+    assert other.client().call("status")["node_info"]["chain_id"] == other.chain_id
+    assert other.stop() == 0
