@@ -56,6 +56,9 @@ class Group(click.Group):
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict) and data.get("name") and getattr(exc, "code", None) is not None:
+        text += f" [{data['name']}, code {exc.code}]"  # the stable code scripts can match
     return " ".join(text.split())
 
 
