@@ -247,6 +247,101 @@ def start(home) -> None:
     sys.exit(code)
 
 
+# --- testnet / localnet -----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--validators", "-v", type=int, required=True, help="Number of validators.")
+@click.option("--full-nodes", type=int, default=0, show_default=True,
+              help="Number of full (non-validator) nodes.")
+@click.option("--chain-id", default="chainmerce-localnet", show_default=True, help="Chain id.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory to create (must not exist or be empty).")
+@click.option("--base-port", type=int, default=26600, show_default=True,
+              help="Node i listens on 127.0.0.1: RPC base+2i, p2p base+2i+1.")
+@json_option
+def testnet(validators, full_nodes, chain_id, out, base_port, as_json) -> None:
+    """Write the homes of a local network: one genesis, loopback ports, peers wired."""
+    from node.testnet import TestnetError, generate_testnet
+
+    try:
+        manifest = generate_testnet(Path(out), validators, full_nodes, chain_id=chain_id,
+                                    base_port=base_port)
+    except TestnetError as exc:
+        raise UserError(_one_line(exc)) from None
+    data = {"out": str(manifest.root), **manifest.to_dict()}
+    human = [f"wrote {len(manifest.nodes)} node homes in {manifest.root} "
+             f"(chain {manifest.chain_id})"]
+    human += [f"  {n.name}  {n.role:<9}  rpc {n.rpc_url}  p2p {n.p2p_port}  id {n.node_id}"
+              for n in manifest.nodes]
+    human.append(f"start them with: chainmerce localnet up --dir {manifest.root}")
+    emit(as_json, data, "\n".join(human))
+
+
+@main.group(cls=Group)
+def localnet() -> None:
+    """Run the nodes of a `chainmerce testnet` directory as local background processes."""
+
+
+dir_option = click.option("--dir", "root", required=True, type=click.Path(file_okay=False),
+                          help="The testnet directory (from `chainmerce testnet --out`).")
+names_option = click.option("--node", "names", multiple=True,
+                            help="Only this node (e.g. node2); repeatable. Default: all.")
+
+
+def _localnet_call(fn, *args, **kwargs):
+    from node.localnet import LocalnetError
+    from node.testnet import TestnetError
+
+    try:
+        return fn(*args, **kwargs)
+    except (LocalnetError, TestnetError) as exc:
+        raise UserError(_one_line(exc)) from None
+
+
+@localnet.command("up")
+@dir_option
+@names_option
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for each node's RPC to answer.")
+@json_option
+def localnet_up(root, names, timeout, as_json) -> None:
+    """Start every node (detached; logs in DIR/nodeI/node.log) and wait for its RPC."""
+    from node import localnet as ln
+
+    report = (lambda _line: None) if as_json else click.echo
+    rows = _localnet_call(ln.up, Path(root), list(names), timeout=timeout, report=report)
+    if as_json:
+        emit(True, rows)
+
+
+@localnet.command("down")
+@dir_option
+@names_option
+@click.option("--grace", type=float, default=10.0, show_default=True,
+              help="Seconds between SIGTERM and kill -9.")
+@json_option
+def localnet_down(root, names, grace, as_json) -> None:
+    """Stop the nodes: SIGTERM, then kill -9 after the grace period; remove pid files."""
+    from node import localnet as ln
+
+    report = (lambda _line: None) if as_json else click.echo
+    rows = _localnet_call(ln.down, Path(root), list(names), grace=grace, report=report)
+    if as_json:
+        emit(True, rows)
+
+
+@localnet.command("status")
+@dir_option
+@json_option
+def localnet_status(root, as_json) -> None:
+    """A table of the nodes: pid alive, height, peers, role."""
+    from node import localnet as ln
+
+    rows = _localnet_call(ln.status, Path(root))
+    emit(as_json, rows, ln.status_table(rows))
+
+
 # --- shared helpers for tx and query --------------------------------------------------------
 
 
