@@ -440,6 +440,11 @@ class ConsensusEngine:
     # --- the upon-rules of Algorithm 1 ----------------------------------------------------
 
     def _run_rules(self, now_ms: int) -> None:
+        if self.phase == Phase.NEW_HEIGHT:
+            # +2/3 precommits (or a certificate) decide in any step: a node catching up
+            # must not wait out timeout_commit for every block it is handed
+            self._try_decide()
+            return
         while self.phase not in (Phase.COMMIT, Phase.NEW_HEIGHT) and self._apply_one_rule(now_ms):
             pass
 

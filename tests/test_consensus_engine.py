@@ -291,3 +291,23 @@ def test_commit_timeout_delays_the_next_height():
     assert block2.header.time_ms > d.commits[0].block.header.time_ms  # BFT time increases
     verify_commit(block2.last_commit, vals.set, CHAIN_ID, height=1,
                   block_hash=d.commits[0].block.hash)
+
+
+def test_a_certified_block_decides_at_once_even_during_the_commit_pause():
+    """Block sync feeds decided blocks back to back; none may wait for timeout_commit."""
+    from consensus.engine import EngineConfig
+    from consensus.events import CommitReceived
+
+    vals = Validators(1)
+    config = EngineConfig(gossip_interval_ms=0, timeout_commit_ms=500)
+    producer = Driver(vals.engine(0, config=config))
+    producer.start()
+    producer.feed(TimeoutFired(2, 0, TimeoutStep.COMMIT, NOW))
+    first, second = producer.commits[0], producer.commits[1]
+    follower = Driver(vals.engine(None, config=config))
+    follower.start()
+    follower.feed(CommitReceived(first.block, first.certificate, NOW))
+    assert follower.engine.height == 2 and follower.engine.phase == Phase.NEW_HEIGHT
+    follower.feed(CommitReceived(second.block, second.certificate, NOW))
+    assert [c.block.hash for c in follower.commits] == [first.block.hash, second.block.hash]
+    assert follower.engine.height == 3
