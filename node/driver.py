@@ -166,10 +166,9 @@ class ConsensusDriver:
             self._timers.pop(key, None)
             self.feed(TimeoutFired(action.height, action.round, action.step, now_ms()))
 
+        # Timers of past heights are left to fire: the engine ignores stale timeouts, and
+        # the GOSSIP timer (re-sending our messages) must survive height changes.
         self._timers[key] = loop.call_later(action.duration_ms / 1000, fire)
-        stale = [k for k in self._timers if k[0] < action.height]
-        for k in stale:
-            self._timers.pop(k).cancel()
 
     def _request_build(self, action: BuildProposal) -> None:
         if len(self.mempool) or self.empty_block_interval_ms == 0:
