@@ -183,7 +183,7 @@ def up(root: Path, names: list[str] | None = None, *, timeout: float = READY_TIM
                 raise LocalnetError(f"{proc.node.name} exited during start-up; last log line: "
                                     f"{proc.log_tail()} (log: {proc.log_file})")
             height = _rpc_height(proc.node)
-            if height is not None:
+            if height is not None and process_alive(pid):  # not another program's port
                 results[proc.node.name] = {"node": proc.node.name, "pid": pid,
                                            "state": "started", "rpc": proc.node.rpc_url}
                 report(f"{proc.node.name}: started (pid {pid}, rpc {proc.node.rpc_url})")
