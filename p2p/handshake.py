@@ -97,7 +97,8 @@ class HandshakeResult:
     listen_address: str  # as the peer announced it ("" if it does not listen)
     moniker: str
     peer_max_frame_bytes: int
-    session: SecureSession  # holds any bytes that arrived after the handshake
+    session: SecureSession
+    early_data: bytes = b""  # bytes that arrived right after the handshake: feed them first
 
 
 class Handshake:
@@ -198,8 +199,10 @@ class Handshake:
             raise HandshakeError(f"auth frame of {length} bytes", "bad_auth")
         if len(self._buffer) < LENGTH_SIZE + length:
             return b""
+        end = LENGTH_SIZE + length
+        early_data = bytes(self._buffer[end:])
         try:
-            session.feed(bytes(self._buffer))
+            session.feed(bytes(self._buffer[:end]))
             signature = session.read_frame()
         except FrameError as exc:
             raise HandshakeError(f"auth frame does not open: {exc}", "bad_auth") from None
@@ -210,5 +213,5 @@ class Handshake:
             raise HandshakeError("peer's handshake signature does not verify", "bad_signature")
         self.result = HandshakeResult(peer.node_public, node_id_of(peer.node_public),
                                       peer.listen_address, peer.moniker, self._peer_frame,
-                                      session)
+                                      session, early_data)
         return b""

@@ -65,6 +65,7 @@ class _Peer:
         self.reader = reader
         self.writer = writer
         self.session: SecureSession = result.session
+        self.early_data = result.early_data
         self.inbox = Inbox(config.max_message_bytes)
         self.outbox = Outbox()
         frame = min(config.max_frame_bytes, result.peer_max_frame_bytes)
@@ -83,7 +84,7 @@ class _Peer:
         self.pex_answered_at = -PEX_ANSWER_INTERVAL
         self.byte_tokens = 0.0
         self.byte_tokens_at = now
-        self.msg_tokens = 0.0
+        self.msg_tokens = max(config.recv_messages_per_second, 100.0)  # start with a full burst
         self.msg_tokens_at = now
         self.advertised = self._advertised_address(dial_host, dial_port)
 
@@ -437,7 +438,10 @@ class Network:
     async def _read_loop(self, peer: _Peer) -> None:
         reason = "connection closed by peer"
         try:
-            self._process_frames(peer)  # frames that arrived with the handshake
+            if peer.early_data:  # frames that arrived with the handshake
+                peer.session.feed(peer.early_data)
+                peer.early_data = b""
+                self._process_frames(peer)
             byte_rate = self.config.recv_bytes_per_second
             byte_burst = max(byte_rate, 2.0 * self.config.max_frame_bytes)
             peer.byte_tokens = byte_burst
