@@ -46,7 +46,7 @@ def _four(tmp_path: Path, testnets: list[LocalTestnet], **kwargs) -> LocalTestne
 def _signers_of(net: LocalTestnet, height: int) -> set[str]:
     """Addresses of the validators whose precommits are in the commit of `height`."""
     validators = net.call(0, "validators", height=height)["validators"]
-    commit = net.call(0, "commit", height=height)
+    commit = net.call(0, "commit", height=height)["commit"]
     return {validators[s["validator_index"]]["address"] for s in commit["signatures"]}
 
 
