@@ -229,6 +229,10 @@ def test_garbage_and_bad_signatures_get_a_peer_banned_and_the_network_goes_on(
         assert junk.node_id.hex() not in ids and forger.node_id.hex() not in ids
         assert target_id not in junk.connected_peers()
         assert target_id not in forger.connected_peers()
+        log = net.nodes[0].log_path.read_text(errors="replace")
+        for fake in (junk, forger):
+            assert f"peer {fake.node_id.hex()} banned" in log, "dropped but not banned"
+        assert "invalid signature" in log
     finally:
         for fake in fakes:
             fake.stop()
