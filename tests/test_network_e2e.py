@@ -18,7 +18,7 @@ import pytest
 from consensus.messages import Vote, VoteType, encode_message
 from node import localnet
 from node.home import DEV_BALANCE
-from tests.e2e_helpers import free_port, run_cli
+from tests.e2e_helpers import assert_one_line_error, free_port, run_cli
 from tests.network_helpers import (
     DEV_NAMES,
     FAST_NETWORK,
@@ -293,5 +293,23 @@ def test_localnet_up_status_down_through_the_cli(tmp_path: Path) -> None:
         assert not list(out.glob("node*/node.pid"))
         again = run_cli("localnet", "down", "--dir", str(out), "--json")
         assert [r["state"] for r in json.loads(again.stdout)] == ["not running"] * 3
+    finally:
+        localnet.down(out, grace=2.0)
+
+
+def test_localnet_up_reports_a_node_that_cannot_start(tmp_path: Path) -> None:
+    out = tmp_path / "net"
+    base = _free_base_port(2)
+    run_cli("testnet", "--validators", "1", "--out", str(out), "--base-port", str(base))
+    try:
+        with socket.socket() as squatter:  # another program holds node0's RPC port
+            squatter.bind(("127.0.0.1", base))
+            squatter.listen()
+            proc = run_cli("localnet", "up", "--dir", str(out), check=False, timeout=90)
+        line = assert_one_line_error(proc, "node0 exited during start-up")
+        assert "node.log" in line
+        assert not (out / "node0" / "node.pid").exists()
+        rows = localnet.status(out)
+        assert rows[0]["alive"] is False and rows[0]["stale_pid_file"] is False
     finally:
         localnet.down(out, grace=2.0)
