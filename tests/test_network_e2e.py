@@ -133,9 +133,15 @@ def test_a_full_node_started_late_syncs_200_blocks_and_follows(
     net.wait_height(caught_up + 10, [4])  # it keeps following the tip
     status = net.call(4, "status")
     assert status["validator_info"]["power"] == 0  # a full node does not vote
+    assert status["sync_info"]["synced_blocks"] >= 150  # it caught up by block sync
+    assert status["sync_info"]["catching_up"] is False
     validator_keys = {v["pub_key"] for v in net.call(4, "validators")["validators"]}
     assert status["validator_info"]["pub_key"] not in validator_keys
     net.wait_txs_committed(hashes, [4])
+    # a tx sent to the full node reaches the validators and is committed
+    answer = net.submit_commit(4, net.transfer("arbiter", "merchant", 5))
+    assert answer["code"] == 0, answer
+    net.wait_txs_committed([answer["hash"]])
     net.assert_same_chain()
 
 
