@@ -208,12 +208,15 @@ def keys_export(name, home, passphrase_file, as_json) -> None:
               help="Also create funded keys merchant, buyer and arbiter WITHOUT passphrases "
                    "(insecure; local use only).")
 @click.option("--rpc-listen", help="host:port of the JSON-RPC server (default 127.0.0.1:26657).")
+@click.option("--p2p-listen", help="host:port for peer connections (default 127.0.0.1:26656).")
 @json_option
-def init(home, chain_id, moniker, dev, rpc_listen, as_json) -> None:
+def init(home, chain_id, moniker, dev, rpc_listen, p2p_listen, as_json) -> None:
     """Create a node home: config, genesis, node key and validator key."""
     from node.home import init_home
 
     overrides = {("rpc", "listen"): rpc_listen} if rpc_listen else {}
+    if p2p_listen:
+        overrides[("p2p", "listen")] = p2p_listen
     info = init_home(Path(home), chain_id, dev=dev, moniker=moniker, config_overrides=overrides)
     human = [f"initialized {info['home']} for chain {info['chain_id']}",
              f"validator: {info['validator_address']}"]

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import commerce_vm as vm
 from consensus.chain import BlockLimits, ChainState
@@ -30,6 +32,7 @@ from node.driver import ConsensusDriver, now_ms
 from node.genesis import Genesis, load_genesis
 from node.home import Home, read_key_file
 from node.mempool import Mempool, MempoolLimits
+from node.network import NodeNetworkHandler
 from node.rpc.dispatcher import Dispatcher
 from node.rpc.errors import NODE_NOT_READY, RPCError
 from node.rpc.server import RPCServer
@@ -54,8 +57,30 @@ class NodeEvents:
     new_block: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+NetworkFactory = Callable[["Node", NodeNetworkHandler], Any]
+
+
+def p2p_network(node: Node, handler: NodeNetworkHandler) -> Any:
+    """The real transport (p2p/), configured from [p2p]."""
+    from p2p import Network, NetworkConfig
+
+    p2p = node.config["p2p"]
+    config = NetworkConfig(listen=p2p["listen"],
+                           persistent_peers=tuple(p2p["persistent_peers"]),
+                           seeds=tuple(p2p["seeds"]),
+                           max_inbound=p2p["max_inbound_peers"],
+                           max_outbound=p2p["max_outbound_peers"],
+                           moniker=node.config.get("node", "moniker"),
+                           # block sync answers up to 16 blocks per peer in one go
+                           send_queue_bytes=64 << 20)
+    return Network(read_key_file(node.home.node_key_file), node.chain_id, config, handler)
+
+
 class Node:
-    def __init__(self, home: Path, config: Config | None = None):
+    network: Any = None  # the p2p Network once started (see node/network.py)
+
+    def __init__(self, home: Path, config: Config | None = None,
+                 network_factory: NetworkFactory | None = p2p_network):
         self.home = Home(Path(home))
         self.config = config or load_config(self.home.config_file)
         self.genesis: Genesis = load_genesis(self.home.genesis_file)
@@ -66,6 +91,8 @@ class Node:
         self.stopped = asyncio.Event()
         self.stopping = False
         self.last_commit_time_ms = 0
+        self.network_factory = network_factory
+        self.net = NodeNetworkHandler(self)
 
     @property
     def chain_id(self) -> str:
@@ -112,8 +139,10 @@ class Node:
         self.driver = ConsensusDriver(
             self.engine, self.app, self.mempool, self.wal, self.signing_file,
             max_block_txs=cs["max_block_txs"], max_block_bytes=cs["max_block_bytes"],
-            empty_block_interval_ms=cs["empty_block_interval_ms"], on_commit=self._on_commit)
-        self.driver.start(self._wal_events(chain))
+            empty_block_interval_ms=cs["empty_block_interval_ms"], on_commit=self._on_commit,
+            on_broadcast=self.net.broadcast_consensus)
+        # Bind the listeners before consensus starts: a port already in use is then the
+        # one error the operator sees, and nothing was signed or broadcast.
         from node.rpc.methods import register_methods
 
         dispatcher = Dispatcher(cfg.get("rpc", "max_batch_requests"))
@@ -121,6 +150,10 @@ class Node:
         host, port = parse_host_port(cfg.get("rpc", "listen"))
         self.rpc = RPCServer(dispatcher, host, port, cfg.get("rpc", "max_body_bytes"))
         await self.rpc.start()
+        if self.network_factory is not None:
+            self.network = self.network_factory(self, self.net)
+            await self.network.start()
+        self.driver.start(self._wal_events(chain))
         log.info("node %s started: chain %s, height %d, rpc http://%s:%d",
                  cfg.get("node", "moniker"), self.chain_id, chain.last_height, host,
                  self.rpc.port)
@@ -166,6 +199,7 @@ class Node:
             for future in self.events.waiters.pop(tx.hash, []):
                 if not future.done():
                     future.set_result((block.height, index, result))
+        self.net.committed(block.height)
         self.events.new_block.set()
         self.events.new_block = asyncio.Event()
         log.info("committed block %d (%d txs) app_hash=%s", block.height, len(block.txs),
@@ -179,6 +213,7 @@ class Node:
         added = self.mempool.add(tx)
         if added:
             self.driver.txs_available()
+            self.net.tx_added(added)
         return tx
 
     def wait_for_tx(self, tx_hash: bytes) -> asyncio.Future:
@@ -216,6 +251,10 @@ class Node:
             self.rpc = None
         if hasattr(self, "driver"):
             self.driver.stop()
+        self.net.stop()
+        if self.network is not None:
+            await self.network.stop()
+            self.network = None
         for futures in self.events.waiters.values():
             for future in futures:
                 future.cancel()
@@ -240,7 +279,11 @@ async def run_node(home: Path) -> int:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await node.start()
+    try:
+        await node.start()
+    except BaseException:
+        await node.stop()  # release the data dir and whatever listener did bind
+        raise
     fault_watch = asyncio.create_task(_watch_fault(node, stop))
     try:
         await stop.wait()

@@ -217,7 +217,8 @@ def init_home(root: Path, *, chain_id: str = "chainmerce-e2e",
     """`chainmerce init --dev` on a free loopback port, then fast consensus timeouts."""
     port = free_port()
     info = cli_json("init", "--home", str(root), "--dev", "--chain-id", chain_id,
-                    "--rpc-listen", f"127.0.0.1:{port}")
+                    "--rpc-listen", f"127.0.0.1:{port}",
+                    "--p2p-listen", f"127.0.0.1:{free_port()}")
     home = NodeHome(root, port, info["chain_id"], dict(info["dev_accounts"]))
     set_config(home.config_file, "consensus", consensus or FAST_CONSENSUS)
     return home

@@ -120,7 +120,7 @@ async def start_node(tmp: Path, session: aiohttp.ClientSession, *, backend: str 
     extra = [PrivateKey(i.to_bytes(4, "big") * 8) for i in range(1, extra_accounts + 1)]
     if extra:
         _add_balances(tmp, extra, EXTRA_BALANCE)
-    node = Node(tmp)
+    node = Node(tmp, network_factory=None)  # one node: no p2p listener
     await node.start()
     return LiveNode(node, tmp, session, keys, extra)
 

@@ -111,7 +111,8 @@ def register_methods(d: Dispatcher, node: Node) -> None:
                           "latest_block_hash": chain.last_block_hash.hex(),
                           "latest_app_hash": meta.app_hash.hex() if meta else None,
                           "latest_block_time_ms": chain.last_block_time_ms,
-                          "catching_up": False},
+                          "catching_up": node.net.catching_up,
+                          "synced_blocks": node.net.synced_blocks},
             "validator_info": {"address": address_to_text(node.validator_address),
                                "pub_key": node.validator_key.public_key.hex(),
                                "power": 0 if index is None else validators.power_of(index)},
@@ -129,9 +130,21 @@ def register_methods(d: Dispatcher, node: Node) -> None:
                 "seconds_since_last_commit": since,
                 "fault": None if fault is None else str(fault)}
 
-    @add("net_info", "Peers of this node (a single-validator node has none).")
+    @add("net_info", "This node's p2p identity and its connected peers with their traffic.")
     def net_info() -> dict[str, Any]:
-        return {"listening": False, "n_peers": 0, "peers": []}
+        network = node.network
+        if network is None:
+            return {"listening": False, "node_id": None, "n_peers": 0, "peers": []}
+        peers = [{"node_id": p.peer_id.hex(), "address": p.address, "moniker": p.moniker,
+                  "direction": "outbound" if p.outbound else "inbound",
+                  "connected_at": p.connected_at, "score": p.score,
+                  "bytes_sent": p.bytes_sent, "bytes_received": p.bytes_received,
+                  "messages_sent": p.messages_sent, "messages_received": p.messages_received,
+                  "height": node.net.peers[p.peer_id].height if p.peer_id in node.net.peers
+                  else None}
+                 for p in network.peers()]
+        return {"listening": True, "node_id": network.node_id.hex(),
+                "listen_port": network.listen_port, "n_peers": len(peers), "peers": peers}
 
     @add("genesis", "The genesis document.")
     def genesis() -> dict[str, Any]:

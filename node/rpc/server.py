@@ -10,6 +10,7 @@ from node.rpc.dispatcher import Dispatcher
 from node.rpc.errors import INVALID_REQUEST
 
 JSON = "application/json"
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 
 
 def _too_large(limit: int) -> web.Response:
@@ -32,6 +33,7 @@ def make_app(dispatcher: Dispatcher, max_body_bytes: int) -> web.Application:
         return web.Response(body=reply, content_type=JSON)
 
     app = web.Application(client_max_size=max_body_bytes)
+    app[DISPATCHER] = dispatcher
     app.router.add_post("/", post_root)
     return app
 
