@@ -51,13 +51,27 @@ class TxWaiter:
 
 @dataclass(slots=True)
 class NodeEvents:
-    """What the node tells listeners after each commit (RPC waiters, later WebSocket)."""
+    """What the node tells listeners after each commit.
+
+    `waiters` are broadcast_tx_commit calls keyed by tx hash. `commit_listeners` are
+    called with every CommittedBlock, in order, right after it is durably stored
+    (WebSocket subscriptions, metrics); a listener must not block, and one that raises is
+    logged and skipped, never allowed to stop consensus.
+    """
 
     waiters: dict[bytes, list[asyncio.Future]] = field(default_factory=dict)
     new_block: asyncio.Event = field(default_factory=asyncio.Event)
+    commit_listeners: list[Callable[[CommittedBlock], None]] = field(default_factory=list)
 
 
 NetworkFactory = Callable[["Node", NodeNetworkHandler], Any]
+
+
+def rpc_modules() -> list[Callable[[Dispatcher, Node], None]]:
+    """Every module that registers JSON-RPC methods; add new ones here."""
+    from node.rpc.methods import register_methods
+
+    return [register_methods]
 
 
 def p2p_network(node: Node, handler: NodeNetworkHandler) -> Any:
@@ -143,10 +157,9 @@ class Node:
             on_broadcast=self.net.broadcast_consensus)
         # Bind the listeners before consensus starts: a port already in use is then the
         # one error the operator sees, and nothing was signed or broadcast.
-        from node.rpc.methods import register_methods
-
         dispatcher = Dispatcher(cfg.get("rpc", "max_batch_requests"))
-        register_methods(dispatcher, self)
+        for register in rpc_modules():
+            register(dispatcher, self)
         host, port = parse_host_port(cfg.get("rpc", "listen"))
         self.rpc = RPCServer(dispatcher, host, port, cfg.get("rpc", "max_body_bytes"))
         await self.rpc.start()
@@ -200,6 +213,11 @@ class Node:
                 if not future.done():
                     future.set_result((block.height, index, result))
         self.net.committed(block.height)
+        for listener in list(self.events.commit_listeners):
+            try:
+                listener(committed)
+            except Exception:  # a broken listener must never stop consensus
+                log.exception("commit listener %r failed", listener)
         self.events.new_block.set()
         self.events.new_block = asyncio.Event()
         log.info("committed block %d (%d txs) app_hash=%s", block.height, len(block.txs),
