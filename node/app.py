@@ -19,6 +19,7 @@ from consensus.messages import CommitCertificate
 from consensus.validators import ValidatorSet, ValidatorUpdate
 from core.encoding import decode, encode
 from core.hashing import sha256
+from node.crashpoints import crash_point
 from node.genesis import Genesis
 from storage.chaindb import ChainDB
 from storage.txindex import TxIndexEntry
@@ -176,6 +177,7 @@ class CommerceApp:
                validators_at: Callable[[int], ValidatorSet],
                next_chain_state: Callable[[tuple[ValidatorUpdate, ...]], bytes]) -> CommittedBlock:
         """Execute (or reuse) and durably store a decided block in one synced batch."""
+        crash_point("app.before_commit")
         try:
             _, execution, txs = self._execute(block, validators_at)
         except (vm.VMError, vm.BlockInvalid) as exc:

@@ -42,6 +42,7 @@ from consensus.events import (
 )
 from consensus.validators import ValidatorUpdate
 from node.app import CommerceApp, CommittedBlock
+from node.crashpoints import crash_point
 from node.mempool import Mempool
 from storage.signing_state import SigningState as StoredSigningState
 from storage.signing_state import SigningStateFile
@@ -135,12 +136,16 @@ class ConsensusDriver:
             if action.height != self._wal_height:
                 self.wal.start_height(action.height)
                 self._wal_height = action.height
+                crash_point("driver.after_wal_start_height")
             self.wal.append(action.entry, sync=False)
+            crash_point("driver.after_wal_append")
         elif isinstance(action, PersistSigningState):
             self.wal.sync()
             if self.signing_file is not None:
                 s = action.state
+                crash_point("driver.before_signing_save")
                 self.signing_file.save(StoredSigningState(s.height, s.round, s.step, s.encode()))
+                crash_point("driver.after_signing_save")
         elif isinstance(action, Broadcast):
             self.on_broadcast(action.message)
         elif isinstance(action, ScheduleTimeout):
@@ -205,6 +210,7 @@ class ConsensusDriver:
 
         committed = self.app.commit(action.block, action.certificate, chain.validators.at,
                                     next_chain_state)
+        crash_point("driver.after_commit")
         updates = tuple(ValidatorUpdate(pk, p) for pk, p in committed.execution.validator_updates)
         self.on_commit(committed)
         self.feed(BlockFinalized(action.block.height, updates, now_ms()))

@@ -23,6 +23,10 @@ from storage.txindex import TxIndex, TxIndexEntry
 _RESERVED_META = (b"block_height", b"state")
 
 
+def crash_point(name: str) -> None:
+    """A no-op hook; node/crashpoints.py replaces it when crash tests are active."""
+
+
 class ChainDB:
     """Facade over one KVStore. Single writer: the node's commit path."""
 
@@ -101,7 +105,9 @@ class ChainDB:
         self.txs.index(batch, height, tx_entries)
         for name, value in meta:
             self.put_meta(batch, name, value)
+        crash_point("chaindb.before_write")
         self.store.write(batch, sync=sync)
+        crash_point("chaindb.after_write")
         self._last_height = height
 
     def _check_next_height(self, height: int) -> None:
