@@ -50,6 +50,12 @@ def _addr(value: bytes | None) -> str | None:
     return None if value is None else address_to_text(value)
 
 
+def nonce(state: StateReader, address: bytes) -> int:
+    """The account's next nonce (cheap: no text rendering, for the mempool's hot path)."""
+    value = state.get(ACCOUNT + address)
+    return 0 if value is None else unpack(value)[1]
+
+
 def account(state: StateReader, address: bytes) -> dict[str, Any]:
     value = state.get(ACCOUNT + address)
     balance, nonce = (0, 0) if value is None else unpack(value)

@@ -73,6 +73,7 @@ class ConsensusDriver:
         self.on_broadcast = on_broadcast
         self._timers: dict[tuple[int, int, int], asyncio.TimerHandle] = {}
         self._pending_build: BuildProposal | None = None
+        self._build_soon = False
         self._build_timer: asyncio.TimerHandle | None = None
         self._wal_height: int | None = None
         self._busy = False
@@ -119,9 +120,11 @@ class ConsensusDriver:
             self._busy = False
 
     def txs_available(self) -> None:
-        """The mempool got txs: a proposer waiting for them can build now."""
-        if self._pending_build is not None:
-            self._build(self._pending_build)
+        """The mempool got txs: a proposer waiting for them builds on the next loop turn,
+        so every tx that arrives in the same burst lands in the same block."""
+        if self._pending_build is not None and not self._build_soon:
+            self._build_soon = True
+            asyncio.get_running_loop().call_soon(self._build_pending, self._pending_build)
 
     # --- actions ---------------------------------------------------------------------------
 
@@ -180,17 +183,22 @@ class ConsensusDriver:
             self._build(action)
             return
         self._pending_build = action
-        loop = asyncio.get_running_loop()
-        self._build_timer = loop.call_later(self.empty_block_interval_ms / 1000,
-                                            lambda: self._build(action))
+        self._build_timer = asyncio.get_running_loop().call_later(
+            self.empty_block_interval_ms / 1000, self._build_pending, action)
 
-    def _build(self, action: BuildProposal) -> None:
-        if self._pending_build is not action and self._pending_build is not None:
+    def _build_pending(self, action: BuildProposal) -> None:
+        """The waiting proposer's turn (txs arrived or the wait is over); stale calls for
+        a proposal already built do nothing."""
+        self._build_soon = False
+        if self._pending_build is not action or self.stopped:
             return
         self._pending_build = None
         if self._build_timer is not None:
             self._build_timer.cancel()
             self._build_timer = None
+        self._build(action)
+
+    def _build(self, action: BuildProposal) -> None:
         candidates = self.mempool.reap(self.max_block_txs, self.max_block_bytes)
         prepared = self.app.prepare_proposal(action.template, candidates,
                                              self.engine.chain.validators.at)

@@ -104,7 +104,7 @@ class Mempool:
         return picked
 
     def next_nonce(self, address: bytes) -> int:
-        return vm_query.account(self._check, address)["nonce"]
+        return vm_query.nonce(self._check, address)
 
     # --- admission ----------------------------------------------------------------------
 
@@ -125,7 +125,7 @@ class Mempool:
         if tx.hash in self._entries or tx.hash in self._recent or self._is_parked(tx):
             raise MempoolError(TX_ALREADY_KNOWN, "tx_already_known", "tx is already known")
         self._check_room(tx)
-        expected = vm_query.account(self._check, tx.sender_address)["nonce"]
+        expected = vm_query.nonce(self._check, tx.sender_address)
         if tx.nonce > expected:
             self._park(tx, expected)
             return []
@@ -186,7 +186,7 @@ class Mempool:
         parked = self._parked.get(sender)
         promoted: list[vm.Tx] = []
         while parked:
-            expected = vm_query.account(self._check, sender)["nonce"]
+            expected = vm_query.nonce(self._check, sender)
             entry = parked.pop(expected, None)
             if entry is None:
                 break
@@ -276,7 +276,7 @@ class Mempool:
 
     def _drop_stale_parked(self, sender: bytes) -> None:
         parked = self._parked.get(sender, {})
-        expected = vm_query.account(self._check, sender)["nonce"]
+        expected = vm_query.nonce(self._check, sender)
         for nonce in [n for n in parked if n < expected
                       or self._height - parked[n].added_height >= self.limits.ttl_blocks]:
             del parked[nonce]
