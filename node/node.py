@@ -26,6 +26,7 @@ from consensus.signing import SigningGuard
 from consensus.signing import SigningState as EngineSigningState
 from consensus.validators import Validator, ValidatorSet
 from core.address import address_from_pubkey
+from node import byzantine
 from node.app import META_CHAIN_STATE, AppFault, CommerceApp, CommittedBlock
 from node.config import Config, load_config, parse_host_port
 from node.driver import ConsensusDriver, now_ms
@@ -69,9 +70,10 @@ NetworkFactory = Callable[["Node", NodeNetworkHandler], Any]
 
 def rpc_modules() -> list[Callable[[Dispatcher, Node], None]]:
     """Every module that registers JSON-RPC methods; add new ones here."""
+    from node.rpc.admin import register_admin
     from node.rpc.methods import register_methods
 
-    return [register_methods]
+    return [register_methods, register_admin]
 
 
 def p2p_network(node: Node, handler: NodeNetworkHandler) -> Any:
@@ -116,6 +118,7 @@ class Node:
 
     async def start(self) -> None:
         cfg = self.config
+        byzantine_mode = byzantine.check_mode(cfg.get("consensus", "byzantine"), self.chain_id)
         self.home.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = ChainDB.open(self.home.db_path, cfg.get("storage", "backend"),
                                **({"cache_bytes": cfg.get("storage", "cache_bytes")}
@@ -154,7 +157,8 @@ class Node:
             self.engine, self.app, self.mempool, self.wal, self.signing_file,
             max_block_txs=cs["max_block_txs"], max_block_bytes=cs["max_block_bytes"],
             empty_block_interval_ms=cs["empty_block_interval_ms"], on_commit=self._on_commit,
-            on_broadcast=self.net.broadcast_consensus)
+            on_broadcast=self.net.broadcast_consensus if byzantine_mode == byzantine.NONE
+            else byzantine.Byzantine(self, byzantine_mode).broadcast)
         # Bind the listeners before consensus starts: a port already in use is then the
         # one error the operator sees, and nothing was signed or broadcast.
         dispatcher = Dispatcher(cfg.get("rpc", "max_batch_requests"))
