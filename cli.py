@@ -250,6 +250,24 @@ def start(home) -> None:
     sys.exit(code)
 
 
+@main.command()
+@home_option
+@click.option("--full", is_flag=True, help="Also check every account and type index entry.")
+@json_option
+def doctor(home, full, as_json) -> None:
+    """Check a stopped node's data: blocks, commits, app hash, indexes, WAL, signing state.
+
+    Exits 0 when clean, 1 when a problem is found (one line each)."""
+    from node.doctor import DoctorError, check_home, render
+
+    try:
+        report = check_home(Path(home), full=full)
+    except DoctorError as exc:
+        raise UserError(str(exc)) from None
+    emit(as_json, report.to_dict(), render(report))
+    sys.exit(0 if report.ok else EXIT_ERROR)
+
+
 # --- testnet / localnet -----------------------------------------------------------------------
 
 
