@@ -70,6 +70,7 @@ PUNISH_UNDECODABLE = 100  # a clear protocol violation: ban at once
 PUNISH_BAD_SIGNATURE = 50
 PUNISH_BAD_TX = 20
 PUNISH_BAD_BLOCK = 100
+PUNISH_BROKEN_PROMISE = 10
 
 
 class BoundedSet:
@@ -170,7 +171,6 @@ class NodeNetworkHandler:
                                                      now_ms()))
             return
         height = message.height
-        peer.height = max(peer.height, height - 1)
         last = engine.chain.last_height
         late_precommit = (height == last and isinstance(message, Vote)
                           and message.type == VoteType.PRECOMMIT)
@@ -178,17 +178,22 @@ class NodeNetworkHandler:
             # a proposal or prevote of a height we decided: the peer has not decided it yet
             self._help_peer_behind(peer_id, peer, height)
             return
-        if height > engine.height + 1:
-            self._maybe_sync()
-            return
         validators = engine.chain.validators.at(height)
         if isinstance(message, Vote):
             if not verify_vote(message, validators, engine.chain.chain_id, engine.cache):
                 self.network.punish(peer_id, "vote with an invalid signature",
                                     PUNISH_BAD_SIGNATURE)
                 return
+            # a validly signed vote at height h means the network decided h-1: only then
+            # does the claim count (an unsigned claim could keep us "catching up" forever)
+            peer.height = max(peer.height, height - 1)
+            if height > engine.height + 1:
+                self._maybe_sync()
+                return
             event: Any = VoteReceived(message, now_ms())
         else:
+            if height > engine.height + 1:
+                return  # far-future proposals are useless; block sync covers the gap
             proposer = validators.proposer(message.height, message.round)
             signed = engine.cache.verify(
                 proposer.pubkey,
@@ -298,7 +303,8 @@ class NodeNetworkHandler:
             _, height, block_raw, commit_raw = message
             self._receive_block(peer_id, peer, height, block_raw, commit_raw)
         elif kind == SYNC_NO_BLOCK:
-            peer.in_flight.pop(message[1], None)
+            if peer.in_flight.pop(message[1], None) is not None:
+                self._broken_promise(peer_id, peer, message[1])
         else:
             raise ValueError(f"unknown block sync message kind {kind!r}")
 
@@ -347,6 +353,12 @@ class NodeNetworkHandler:
                 best = max((p.height for p in self.peers.values()), default=0)
                 log.info("block sync: at height %d of %d", engine.chain.last_height, best)
 
+    def _broken_promise(self, peer_id: bytes, peer: PeerState, height: int) -> None:
+        """The peer claimed `height` but did not deliver it: stop believing the claim."""
+        peer.height = min(peer.height, height - 1)
+        self.network.punish(peer_id, f"did not deliver block {height} it claimed to have",
+                            PUNISH_BROKEN_PROMISE)
+
     def _maybe_sync(self) -> None:
         if self.catching_up:
             self._request_blocks()
@@ -358,11 +370,12 @@ class NodeNetworkHandler:
         start = chain.last_height + 1
         now = asyncio.get_running_loop().time()
         in_flight = {h for p in self.peers.values() for h in p.in_flight}
-        for peer in self.peers.values():  # requests that timed out go to another peer
+        for peer_id, peer in list(self.peers.items()):  # timed-out requests go elsewhere
             for h, when in list(peer.in_flight.items()):
                 if now - when > SYNC_REQUEST_TIMEOUT:
                     del peer.in_flight[h]
                     in_flight.discard(h)
+                    self._broken_promise(peer_id, peer, h)
         wanted = [h for h in range(start, start + SYNC_WINDOW)
                   if h not in in_flight and h not in self._pending_blocks]
         candidates = sorted(self.peers.items(), key=lambda kv: len(kv[1].in_flight))

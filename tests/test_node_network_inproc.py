@@ -238,3 +238,46 @@ async def test_a_full_node_follows_and_a_bad_peer_is_punished(tmp_path, hub):
     finally:
         for n in nodes:
             await n.stop()
+
+
+class LyingPeer:
+    """Claims a huge height, then has none of the blocks it is asked for."""
+
+    def __init__(self):
+        self.network = None
+        self.requests = []
+
+    def on_peer_connected(self, peer_id):
+        pass
+
+    def on_peer_disconnected(self, peer_id):
+        pass
+
+    def on_message(self, peer_id, channel, payload):
+        from core.encoding import decode, encode
+
+        message = decode(payload)
+        if channel == 3 and message[0] == 3:  # SYNC_GET_BLOCK
+            self.requests.append(message[1])
+            self.network.send(peer_id, 3, encode([5, message[1]]))  # SYNC_NO_BLOCK
+
+
+async def test_a_peer_claiming_blocks_it_cannot_deliver_loses_its_claim(tmp_path, hub):
+    from core.encoding import encode
+
+    homes = make_homes(tmp_path, 1)
+    node = await start(hub, homes[0])
+    try:
+        await wait_until(lambda: node.engine.chain.last_height >= 2)
+        liar = LyingPeer()
+        liar.network = FakeNetwork(hub, b"\xdd" * 20, liar)
+        hub.members[liar.network.node_id] = liar.network
+        hub.link(liar.network, hub.members[node.network.node_id])
+        liar.network.send(node.network.node_id, 3, encode([2, 1, 2**40]))  # SYNC_STATUS
+        await wait_until(lambda: liar.requests)
+        await wait_until(lambda: not node.net.catching_up, timeout=5)
+        assert any("did not deliver" in r for _, who, r in hub.punished if who == b"\xdd" * 20)
+        height = node.engine.chain.last_height
+        await wait_until(lambda: node.engine.chain.last_height > height)  # still committing
+    finally:
+        await node.stop()
