@@ -6,6 +6,7 @@ import json
 
 from aiohttp import web
 
+from node.explorer import add_explorer_routes
 from node.rpc.dispatcher import Dispatcher
 from node.rpc.errors import INVALID_REQUEST
 
@@ -35,6 +36,7 @@ def make_app(dispatcher: Dispatcher, max_body_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
     app[DISPATCHER] = dispatcher
     app.router.add_post("/", post_root)
+    add_explorer_routes(app)  # GET /explorer: the static block explorer
     return app
 
 
