@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint soak clean
+.PHONY: run test lint soak clean browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,25 @@ $(STAMP): pyproject.toml | $(PY)
 run: $(STAMP)
 	$(PY) -m node.devnet
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# The explorer's browser test drives Debian's chromium (Playwright never downloads a browser).
+# Installed here when missing and running as root (CI on a fresh clone); otherwise the test
+# skips and says why. Silent when chromium is already there.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the explorer browser test"; \
+	    apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: $(CHROMIUM) is missing and you are not root, so the explorer browser" \
+	      "test will skip; install it with: sudo apt-get install chromium"; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
