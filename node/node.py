@@ -70,10 +70,13 @@ NetworkFactory = Callable[["Node", NodeNetworkHandler], Any]
 
 def rpc_modules() -> list[Callable[[Dispatcher, Node], None]]:
     """Every module that registers JSON-RPC methods; add new ones here."""
+    from node import metrics
+    from node.rpc import openrpc, websocket
     from node.rpc.admin import register_admin
     from node.rpc.methods import register_methods
 
-    return [register_methods, register_admin]
+    return [register_methods, register_admin, websocket.register, metrics.register,
+            openrpc.register]
 
 
 def p2p_network(node: Node, handler: NodeNetworkHandler) -> Any:
@@ -94,6 +97,8 @@ def p2p_network(node: Node, handler: NodeNetworkHandler) -> Any:
 
 class Node:
     network: Any = None  # the p2p Network once started (see node/network.py)
+    subscriptions: Any = None  # node.rpc.websocket.SubscriptionHub, set by its register
+    metrics: Any = None  # node.metrics.NodeMetrics, set by its register
 
     def __init__(self, home: Path, config: Config | None = None,
                  network_factory: NetworkFactory | None = p2p_network):
@@ -109,6 +114,8 @@ class Node:
         self.last_commit_time_ms = 0
         self.network_factory = network_factory
         self.net = NodeNetworkHandler(self)
+        # rpc modules add HTTP routes and hooks here (see node.rpc.server.make_app)
+        self.http_setup: list[Callable[[Any], None]] = []
 
     @property
     def chain_id(self) -> str:
@@ -165,7 +172,8 @@ class Node:
         for register in rpc_modules():
             register(dispatcher, self)
         host, port = parse_host_port(cfg.get("rpc", "listen"))
-        self.rpc = RPCServer(dispatcher, host, port, cfg.get("rpc", "max_body_bytes"))
+        self.rpc = RPCServer(dispatcher, host, port, cfg.get("rpc", "max_body_bytes"),
+                             self.http_setup)
         await self.rpc.start()
         if self.network_factory is not None:
             self.network = self.network_factory(self, self.net)

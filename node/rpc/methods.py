@@ -119,16 +119,24 @@ def register_methods(d: Dispatcher, node: Node) -> None:
             "consensus": {"height": height, "round": round_, "step": phase.name.lower()},
         }
 
-    @add("health", "Whether the node is making progress (consensus running, recent blocks).")
-    def health() -> dict[str, Any]:
-        from node.driver import now_ms
+    from node.driver import now_ms
 
+    stall_ms = node.config.get("rpc", "health_stall_ms")
+    started_ms = now_ms()
+
+    @add("health", "Whether the node is making progress: no consensus fault, a block "
+         "committed within [rpc] health_stall_ms, not catching up.")
+    def health() -> dict[str, Any]:
         fault = node.driver.fault
-        since = (now_ms() - node.last_commit_time_ms) / 1000 if node.last_commit_time_ms else None
-        stalled = since is not None and since > 30
-        return {"healthy": fault is None and not stalled, "height": latest(),
-                "seconds_since_last_commit": since,
-                "fault": None if fault is None else str(fault)}
+        now = now_ms()
+        since = (now - node.last_commit_time_ms) / 1000 if node.last_commit_time_ms else None
+        # before the first commit since start, the stall window counts from the start
+        stalled = now - (node.last_commit_time_ms or started_ms) > stall_ms
+        catching_up = node.net.catching_up
+        return {"healthy": fault is None and not stalled and not catching_up,
+                "height": latest(), "seconds_since_last_commit": since,
+                "fault": None if fault is None else str(fault),
+                "stalled": stalled, "catching_up": catching_up}
 
     @add("net_info", "This node's p2p identity and its connected peers with their traffic.")
     def net_info() -> dict[str, Any]:

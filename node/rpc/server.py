@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -20,7 +21,11 @@ def _too_large(limit: int) -> web.Response:
     return web.Response(status=413, body=json.dumps(body), content_type=JSON)
 
 
-def make_app(dispatcher: Dispatcher, max_body_bytes: int) -> web.Application:
+AppSetup = Callable[[web.Application], None]  # adds routes/hooks (WebSocket, metrics, ...)
+
+
+def make_app(dispatcher: Dispatcher, max_body_bytes: int,
+             setup: Sequence[AppSetup] = ()) -> web.Application:
     async def post_root(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > max_body_bytes:
             return _too_large(max_body_bytes)
@@ -37,14 +42,17 @@ def make_app(dispatcher: Dispatcher, max_body_bytes: int) -> web.Application:
     app[DISPATCHER] = dispatcher
     app.router.add_post("/", post_root)
     add_explorer_routes(app)  # GET /explorer: the static block explorer
+    for add in setup:
+        add(app)
     return app
 
 
 class RPCServer:
     """Starts and stops the HTTP listener; the node owns one."""
 
-    def __init__(self, dispatcher: Dispatcher, host: str, port: int, max_body_bytes: int):
-        self.app = make_app(dispatcher, max_body_bytes)
+    def __init__(self, dispatcher: Dispatcher, host: str, port: int, max_body_bytes: int,
+                 setup: Sequence[AppSetup] = ()):
+        self.app = make_app(dispatcher, max_body_bytes, setup)
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
 

@@ -1,6 +1,7 @@
 // Tells subscribers the latest block height as it changes. Uses the node's WebSocket when
-// it has one (a `subscribe` to new blocks on /websocket) and falls back to polling `status`
-// every second otherwise, or whenever the socket drops.
+// it has one (`subscribe` with {"stream": "new_block"} on /websocket; each notification's
+// params.result carries the height) and falls back to polling `status` every second
+// otherwise, or while a dropped socket reconnects.
 
 import { rpc } from './rpc.js';
 
@@ -70,21 +71,22 @@ function connectSocket() {
     return;
   }
   let opened = false;
+  let refused = false;
   socket.addEventListener('open', () => {
     opened = true;
-    socket.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'subscribe', params: { event: 'new_block' } }));
+    socket.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'subscribe', params: { stream: 'new_block' } }));
   });
   socket.addEventListener('message', (event) => {
     let message;
     try { message = JSON.parse(event.data); } catch (err) { return; }
-    if (message && message.error) { socket.close(); return; }
+    if (message && message.error) { refused = true; socket.close(); return; }
     const found = blockHeightOf(message);
     if (found !== null) { setMode('websocket'); publish(found); }
   });
   socket.addEventListener('close', () => {
     setMode('polling');
     // A node without a WebSocket never opens one: stay on polling. A dropped socket retries.
-    if (opened) setTimeout(connectSocket, 3000);
+    if (opened && !refused) setTimeout(connectSocket, 3000);
   });
 }
 
