@@ -336,7 +336,7 @@ async function validatorsPage(token) {
   });
   replace(main,
     h('h1', {}, 'Validators'),
-    h('p', { class: 'muted' }, `Set for height ${current.height}: ${current.validators.length} validators, total power ${amount(current.total_power)}. `,
+    h('p', { class: 'muted' }, `Set for height ${current.height}: ${current.validators.length} validator${current.validators.length === 1 ? '' : 's'}, total power ${amount(current.total_power)}. `,
       `Signatures counted from the commits of blocks ${heights[heights.length - 1] ?? '—'} to ${top}.`),
     table(['#', 'Address', 'Power', 'Share', 'Last signed', 'Signed', 'Proposed', 'Liveness'], bodyRows, 'No validators.'));
 }
