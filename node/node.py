@@ -142,12 +142,11 @@ class Node:
         self.signing_file = SigningStateFile(self.home.signing_state_file)
         stored = self.signing_file.load()
         guard_state = EngineSigningState.decode(stored.extra) if stored else None
-        validators = chain.validators.at(chain.next_height)
-        signer = None
-        if validators.index_of(self.validator_key.public_key) is not None or \
-                chain.validators.at(chain.next_height + 1).index_of(
-                    self.validator_key.public_key) is not None:
-            signer = SigningGuard(self.validator_key, self.chain_id, guard_state)
+        # Every node gets its signer: the engine signs only at heights where the key is in
+        # the set, so a full node voted into the set starts signing at H+2 without a
+        # restart (with no signer it stayed an observer until restarted, and the set
+        # counted power that never voted).
+        signer = SigningGuard(self.validator_key, self.chain_id, guard_state)
         cs = cfg["consensus"]
         engine_config = EngineConfig(
             timeout_propose_ms=cs["timeout_propose_ms"],
