@@ -216,7 +216,7 @@ async def test_a_full_node_follows_and_a_bad_peer_is_punished(tmp_path, hub):
         await wait_until(lambda: nodes[0].engine.chain.last_height >= 10)
         follower = await start(hub, full)
         nodes.append(follower)
-        assert follower.engine.signer is None  # not a validator: observer
+        assert follower.engine.my_index is None  # not in the set: it observes, never votes
         await wait_until(lambda: follower.engine.chain.last_height
                          >= nodes[0].engine.chain.last_height - 1)
         # a forged vote (valid shape, wrong signature) is punished and never counted
