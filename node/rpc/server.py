@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
 from node.explorer import add_explorer_routes
 from node.rpc.dispatcher import Dispatcher
-from node.rpc.errors import INVALID_REQUEST
+from node.rpc.errors import INVALID_REQUEST, TOO_MANY_REQUESTS
 
 JSON = "application/json"
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
@@ -47,19 +50,93 @@ def make_app(dispatcher: Dispatcher, max_body_bytes: int,
     return app
 
 
+log = logging.getLogger("chainmerce.rpc")
+
+
+class _Refuse(asyncio.Protocol):
+    """A connection beyond the limit: answer its first request with a 503 JSON-RPC error
+    and close (waiting for the request first, so the client reads the answer instead of a
+    reset). One that sends nothing is closed after a short grace."""
+
+    def __init__(self, limit: int):
+        body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {
+            "code": TOO_MANY_REQUESTS,
+            "message": f"too many open connections (the limit is {limit}); retry later",
+            "data": {"name": "max_open_connections", "limit": limit}}}).encode()
+        self.reply = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                      b"Connection: close\r\nRetry-After: 1\r\nContent-Length: "
+                      + str(len(body)).encode() + b"\r\n\r\n" + body)
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        asyncio.get_running_loop().call_later(2.0, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(self.reply)
+            self.transport.close()
+
+
+class ConnectionLimit:
+    """aiohttp's protocol factory behind a count of open connections ([rpc]
+    max_open_connections; 0 = no limit). Counted from creation to connection_lost, so a
+    burst of accepts in one loop turn cannot overshoot."""
+
+    def __init__(self, server: web.Server, limit: int):
+        self.server, self.limit = server, limit
+        self.open = 0
+        self.refused = 0
+        self._last_warning = 0.0
+        inner_lost = server.connection_lost
+
+        def connection_lost(handler, exc=None) -> None:
+            self.open -= 1
+            inner_lost(handler, exc)
+
+        server.connection_lost = connection_lost  # type: ignore[method-assign]
+
+    def __call__(self) -> asyncio.Protocol:
+        if self.limit and self.open >= self.limit:
+            self.refused += 1
+            now = time.monotonic()
+            if now - self._last_warning > 10:
+                self._last_warning = now
+                log.warning("refusing RPC connections: %d open (max_open_connections), "
+                            "%d refused so far", self.open, self.refused)
+            return _Refuse(self.limit)
+        self.open += 1
+        return self.server()
+
+
+class _LimitedSite(web.TCPSite):
+    def __init__(self, runner: web.AppRunner, host: str, port: int, factory: ConnectionLimit):
+        super().__init__(runner, host, port, reuse_address=True)
+        self._factory = factory
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)  # registers the site with the runner
+        self._server = await asyncio.get_running_loop().create_server(
+            self._factory, self._host, self._port, reuse_address=True)
+
+
 class RPCServer:
     """Starts and stops the HTTP listener; the node owns one."""
 
     def __init__(self, dispatcher: Dispatcher, host: str, port: int, max_body_bytes: int,
-                 setup: Sequence[AppSetup] = ()):
+                 setup: Sequence[AppSetup] = (), max_open_connections: int = 0):
         self.app = make_app(dispatcher, max_body_bytes, setup)
         self.host, self.port = host, port
+        self.max_open_connections = max_open_connections
+        self.connections: ConnectionLimit | None = None  # open / refused counts
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        assert self._runner.server is not None
+        self.connections = ConnectionLimit(self._runner.server, self.max_open_connections)
+        site = _LimitedSite(self._runner, self.host, self.port, self.connections)
         await site.start()
         if self.port == 0:  # tests ask for a free port; report the one the OS chose
             server = site._server
