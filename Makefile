@@ -37,6 +37,10 @@ browser:
 	  fi; \
 	fi
 
+# The 30-minute fault soak: every perturbation, cycled, under load (docs/fault-testing.md).
+soak: $(STAMP)
+	$(PY) -m tests.e2e.runner --scenario soak --minutes $${SOAK_MINUTES:-30}
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

@@ -143,6 +143,7 @@ class Load:
     def deliver(self, raw: bytes) -> tuple[str, dict[str, Any]]:
         tx_hash = sha256(raw).hex()
         deadline = time.monotonic() + TX_DEADLINE
+        refusals = 0
         while time.monotonic() < deadline:
             url = self.next_url()
             try:
@@ -157,7 +158,13 @@ class Load:
                                          TX_ALREADY_KNOWN) or name in ("mempool_full",
                                                                        "sender_limit")
                 if not retriable and name != "bad_nonce":
-                    return Outcome.REJECTED, {"name": name, "message": str(exc)}
+                    # A node still catching up may not know the order or listing yet: ask
+                    # the others before calling it refused.
+                    refusals += 1
+                    if refusals >= len(self.urls):
+                        return Outcome.REJECTED, {"name": name, "message": str(exc)}
+                    time.sleep(0.3)
+                    continue
             found = self._wait_lookup(tx_hash, 3.0)
             if found is not None:
                 return Outcome.COMMITTED, found

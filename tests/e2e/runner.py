@@ -256,12 +256,19 @@ class Run:
             record["caught_up_s"] = round(time.monotonic() - ended, 1)
         except AssertionError:
             record["caught_up_s"] = None
-        record["height_after"] = self.max_height()
+        try:
+            record["height_after"] = wait_until(
+                lambda: max(self.max_height(), 0) > target and self.max_height(),
+                RECOVERY_TIMEOUT, f"progress after {p.kind} of node{p.node}", interval=0.25)
+        except AssertionError:
+            record["height_after"] = self.max_height()
         record["progressed_after"] = record["height_after"] > record["height_during"]
         if p.kind == "wipe":
             record["synced_blocks"] = net.call(p.node, "status")["sync_info"]["synced_blocks"]
         if record["power_up_ok"] and not record["progressed_during"]:
             self.failures.append(f"no progress during {p.kind} of node{p.node}")
+        if not record["progressed_after"]:
+            self.failures.append(f"no progress after {p.kind} of node{p.node}")
         if record["caught_up_s"] is None:
             self.failures.append(f"node{p.node} did not catch up after {p.kind}")
         self.records.append(record)
