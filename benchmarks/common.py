@@ -1,0 +1,191 @@
+"""What every benchmark shares: the machine's ceiling, per-process stats, tables, JSON.
+
+The ceiling is measured in the same run as the benchmark: ed25519 verifications per second
+on one core (pynacl, a tight loop of real verifications), times the usable cores. A network
+of V validators on C cores can commit at most C x rate / V tx/s when every node verifies
+every tx once; block sync of one node is bounded by C x rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import SigningKey
+
+DEFAULT_OUT = Path("bench-out")
+
+
+# --- the ceiling ----------------------------------------------------------------------------
+
+
+def verify_rate(seconds: float = 2.0, runs: int = 3) -> dict[str, Any]:
+    """ed25519 verifications per second on one core: the median of `runs` timed loops."""
+    keys = [SigningKey(bytes([i]) * 32) for i in range(16)]
+    signed = [(k.verify_key, k.sign(b"chainmerce benchmark message %d" % i * 3))
+              for i, k in enumerate(keys)]
+    rates = []
+    for _ in range(runs):
+        done = 0
+        start = time.perf_counter()
+        deadline = start + seconds
+        while True:
+            for verify_key, message in signed:
+                verify_key.verify(message)
+            done += len(signed)
+            now = time.perf_counter()
+            if now >= deadline:
+                break
+        rates.append(done / (now - start))
+    return {"verify_per_s_one_core": round(statistics.median(rates)),
+            "verify_runs": [round(r) for r in rates], "verify_seconds_per_run": seconds}
+
+
+def machine_facts() -> dict[str, Any]:
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count() or 1
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu_count": os.cpu_count(), "cores_usable": usable, "cpu_model": model,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def measure_ceiling(quick: bool) -> dict[str, Any]:
+    facts = machine_facts()
+    rate = verify_rate(seconds=0.5 if quick else 2.0, runs=3)
+    return {**facts, **rate}
+
+
+def ratio(value: float, ceiling: float) -> float:
+    return round(value / ceiling, 4) if ceiling > 0 else 0.0
+
+
+# --- per-process stats ----------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process so far, in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # fields 14 and 15 of stat(5)
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak RSS) in KiB."""
+    out: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+@dataclass
+class ProcessMeter:
+    """CPU over a window and memory samples of a set of named processes."""
+
+    pids: dict[str, int]
+
+    def __post_init__(self) -> None:
+        self.start_cpu: dict[str, float | None] = {}
+        self.start_time = 0.0
+        self.rss_samples: dict[str, list[int]] = {name: [] for name in self.pids}
+
+    def begin(self) -> None:
+        self.start_time = time.monotonic()
+        self.start_cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+
+    def sample(self) -> None:
+        for name, pid in self.pids.items():
+            rss = memory_kb(pid).get("VmRSS")
+            if rss is not None:
+                self.rss_samples[name].append(rss)
+
+    def end(self) -> dict[str, dict[str, Any]]:
+        """Per process: cpu seconds and cpu % of one core over the window, RSS now and peak."""
+        elapsed = max(time.monotonic() - self.start_time, 1e-9)
+        out = {}
+        for name, pid in self.pids.items():
+            now, before = cpu_seconds(pid), self.start_cpu.get(name)
+            used = None if now is None or before is None else now - before
+            mem = memory_kb(pid)
+            out[name] = {"pid": pid,
+                         "window_seconds": round(elapsed, 2),
+                         "cpu_seconds": None if used is None else round(used, 2),
+                         "cpu_percent_of_one_core": None if used is None
+                         else round(100 * used / elapsed, 1),
+                         "rss_mb": round(mem.get("VmRSS", 0) / 1024, 1),
+                         "peak_rss_mb": round(mem.get("VmHWM", 0) / 1024, 1)}
+        return out
+
+
+# --- numbers ----------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100) of `values`; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    return ordered[rank]
+
+
+def latency_summary(seconds: list[float]) -> dict[str, Any]:
+    return {"count": len(seconds),
+            "p50_s": _r(percentile(seconds, 50)), "p90_s": _r(percentile(seconds, 90)),
+            "p99_s": _r(percentile(seconds, 99)),
+            "max_s": _r(max(seconds) if seconds else None)}
+
+
+def _r(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    cells = [tuple(str(c) for c in header)] + [tuple(str(c) for c in r) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_json(out_dir: Path, name: str, result: dict[str, Any]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
