@@ -1,0 +1,82 @@
+"""Smoke test of the benchmark harness: the quick 1-validator throughput run end to end.
+
+Runs `python -m benchmarks.throughput --validators 1 --quick` as a subprocess (it starts a
+real node) and checks that its JSON has every field the issue asks for. Timings are never
+asserted: only presence, types, internal consistency and that no tx was lost.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _ratio_fields(value, path=""):
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            if "ratio" in key and not isinstance(sub, dict):
+                yield f"{path}{key}", sub
+            yield from _ratio_fields(sub, f"{path}{key}.")
+
+
+@pytest.fixture(scope="module")
+def quick_result(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.throughput", "--validators", "1", "--quick",
+         "--steady-seconds", "4", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "tx/s" in proc.stdout and "ratio" in proc.stdout  # the printed table
+    return json.loads((out / "throughput-v1.json").read_text())
+
+
+def test_quick_throughput_json_has_every_required_field(quick_result):
+    r = quick_result
+    assert r["validators"] == 1
+    assert r["committed_tx_per_s"] > 0
+    machine = r["machine"]
+    assert machine["verify_per_s_one_core"] > 0 and machine["cores_usable"] >= 1
+    expected_ceiling = machine["cores_usable"] * machine["verify_per_s_one_core"] / 1
+    assert r["ceiling_tx_per_s"] == pytest.approx(expected_ceiling, rel=1e-3)
+    assert r["committed_tx_per_s_ratio"] == pytest.approx(
+        r["committed_tx_per_s"] / r["ceiling_tx_per_s"], rel=1e-2)
+    ratios = dict(_ratio_fields(r))
+    assert "committed_tx_per_s_ratio" in ratios
+    assert all(isinstance(v, float) and v >= 0 for v in ratios.values()), ratios
+    for key in ("p50_s", "p90_s", "p99_s"):
+        assert isinstance(r[key], float) and r[key] >= 0
+    assert r["p50_s"] <= r["p90_s"] <= r["p99_s"]
+    assert r["latency_saturation"]["p99_s"] is not None
+    assert r["blocks_per_s"] > 0
+
+
+def test_quick_throughput_loses_nothing_and_commits_nothing_twice(quick_result):
+    r = quick_result
+    assert r["lost"] == 0
+    assert r["committed_twice"] == 0
+    assert r["rejected"] == 0
+    for stage in r["stages"]:
+        assert stage["committed"] == stage["accepted"] == stage["txs"], stage["stage"]
+
+
+def test_quick_throughput_covers_every_commerce_tx_type(quick_result):
+    kinds = set()
+    for stage in quick_result["stages"]:
+        kinds |= set(stage["tx_kinds"])
+    assert {"list", "buy", "ship", "confirm", "review", "reward", "transfer"} <= kinds
+
+
+def test_quick_throughput_reports_cpu_and_rss_per_node(quick_result):
+    nodes = quick_result["nodes"]
+    assert set(nodes) == {"node0"}
+    for stats in nodes.values():
+        assert stats["cpu_seconds"] > 0
+        assert stats["cpu_percent_of_one_core"] > 0
+        assert stats["peak_rss_mb"] > 0
