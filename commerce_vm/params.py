@@ -125,7 +125,7 @@ class GenesisParams:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ParamsError(f"unknown genesis param(s): {', '.join(unknown)}")
+            raise ParamsError(f"unknown genesis param(s): {', '.join(repr(k) for k in unknown)}")
         for required in ("chain_id", "validators"):
             if required not in data:
                 raise ParamsError(f"{required}: missing")
