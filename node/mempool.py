@@ -24,6 +24,7 @@ from node.rpc.errors import MEMPOOL_FULL, TX_ALREADY_KNOWN
 
 MAX_PARKED_PER_SENDER = 64
 RECENTLY_COMMITTED = 100_000
+FULL_RECHECK_EVERY = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class Mempool:
         self._parked: dict[bytes, dict[int, _Entry]] = {}
         self._bytes = 0
         self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._blocks_since_recheck = 0
         self._reset_check_state(state, height, block_time)
 
     # --- queries ------------------------------------------------------------------------
@@ -233,9 +235,20 @@ class Mempool:
     # --- after a commit -----------------------------------------------------------------
 
     def update(self, state: vm.StateReader, height: int, block_time: int,
-               committed: list[bytes]) -> list[vm.Tx]:
+               committed: list[bytes], *, only_txs_changed_state: bool = False) -> list[vm.Tx]:
         """The block at `height` committed these tx hashes on top of `state`. Drops them,
-        re-checks the rest in order, expires old txs. Returns the txs dropped on re-check."""
+        re-checks the rest in order, expires old txs. Returns the txs dropped on re-check.
+
+        Re-executing every waiting tx after every block costs (pool depth / block size)
+        executions per tx. When the block changed state only through its txs
+        (`only_txs_changed_state`: no expirations, no validator changes) and every one of
+        them was in this pool, the check state already holds their effects: it is rebased
+        onto the new committed state instead. The check state only decides admission (every
+        block is executed for real), and a full re-check every FULL_RECHECK_EVERY blocks
+        bounds any drift and applies the TTL.
+        """
+        rebase = (only_txs_changed_state and all(h in self._entries for h in committed)
+                  and self._blocks_since_recheck < FULL_RECHECK_EVERY)
         for tx_hash in committed:
             entry = self._entries.get(tx_hash)
             if entry is not None:
@@ -243,6 +256,13 @@ class Mempool:
             self._recent[tx_hash] = None
         while len(self._recent) > RECENTLY_COMMITTED:
             self._recent.popitem(last=False)
+        if rebase:
+            self._blocks_since_recheck += 1
+            writes = self._check.writes
+            self._reset_check_state(state, height, block_time)
+            self._check.writes = writes
+            return []
+        self._blocks_since_recheck = 0
         self._reset_check_state(state, height, block_time)
         return self._recheck()
 

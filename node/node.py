@@ -217,7 +217,10 @@ class Node:
         block = committed.block
         self.last_commit_time_ms = now_ms()
         hashes = [tx.hash for tx in committed.txs]
-        self.mempool.update(self.db.state, block.height, block.header.time_ms, hashes)
+        execution = committed.execution
+        self.mempool.update(self.db.state, block.height, block.header.time_ms, hashes,
+                            only_txs_changed_state=not execution.events
+                            and not execution.validator_updates)
         for index, (tx, result) in enumerate(zip(committed.txs, committed.execution.results,
                                                  strict=True)):
             for future in self.events.waiters.pop(tx.hash, []):

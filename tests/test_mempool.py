@@ -182,3 +182,76 @@ def test_reap_respects_count_and_bytes():
         submit(pool, raw)
     assert len(pool.reap(3, 10**6)) == 3
     assert len(pool.reap(10, len(raws[0]) * 2)) == 2
+
+
+def _count_executions(pool: Mempool) -> list[int]:
+    calls = [0]
+    original = pool._try
+
+    def counting(tx):
+        calls[0] += 1
+        return original(tx)
+
+    pool._try = counting
+    return calls
+
+
+def test_a_clean_block_of_pool_txs_rebases_the_check_state_without_re_executing():
+    chain = Chain()
+    pool = make(chain)
+    listing = chain.tx("merchant", T.LIST, [0, "mug", 100, 5, 0, 0, "here", b""])
+    raws = [listing] + [transfer(chain) for _ in range(4)]
+    for raw in raws:
+        submit(pool, raw)
+    calls = _count_executions(pool)
+    chain.block(raws[:2])
+    hashes = [decode_tx(r, chain.params.chain_id).hash for r in raws[:2]]
+    assert pool.update(chain.state, chain.height, 0, hashes, only_txs_changed_state=True) == []
+    assert calls[0] == 0  # nothing re-executed
+    assert [t.nonce for t in pool.txs()] == [1, 2, 3]
+    # the rebased check state still knows what the waiting txs will do: alice's next
+    # nonce counts them, and a buy of the committed listing is admitted
+    assert pool.next_nonce(addr(KEYS["alice"])) == 4
+    submit(pool, chain.tx("bob", T.BUY, [1, 1, 100, None]))
+    assert len(pool) == 4
+
+
+def test_a_block_with_other_effects_or_foreign_txs_gets_a_full_re_check():
+    chain = Chain()
+    pool = make(chain)
+    raws = [transfer(chain) for _ in range(3)]
+    for raw in raws:
+        submit(pool, raw)
+    calls = _count_executions(pool)
+    chain.block(raws[:1])
+    first = [decode_tx(raws[0], chain.params.chain_id).hash]
+    pool.update(chain.state, chain.height, 0, first, only_txs_changed_state=False)
+    assert calls[0] == 2  # expirations or validator changes: everything re-executed
+    foreign = chain.tx("carol", T.TRANSFER, [addr(KEYS["dave"]), 1])
+    chain.block([raws[1], foreign])
+    hashes = [decode_tx(r, chain.params.chain_id).hash for r in (raws[1], foreign)]
+    pool.update(chain.state, chain.height, 0, hashes, only_txs_changed_state=True)
+    assert calls[0] == 3  # a tx this pool never saw: re-check the one left
+
+
+def test_a_full_re_check_comes_at_least_every_few_blocks():
+    from node.mempool import FULL_RECHECK_EVERY
+
+    chain = Chain()
+    pool = make(chain, ttl_blocks=FULL_RECHECK_EVERY)
+    submit(pool, transfer(chain, signer="bob", to="alice"))  # waits, and grows old
+    calls = _count_executions(pool)
+    for _ in range(FULL_RECHECK_EVERY):
+        raw = transfer(chain)
+        submit(pool, raw)
+        chain.block([raw])
+        pool.update(chain.state, chain.height, 0, [decode_tx(raw, chain.params.chain_id).hash],
+                    only_txs_changed_state=True)
+    assert calls[0] == FULL_RECHECK_EVERY  # only admissions so far
+    raw = transfer(chain)
+    submit(pool, raw)
+    chain.block([raw])
+    dropped = pool.update(chain.state, chain.height, 0,
+                          [decode_tx(raw, chain.params.chain_id).hash],
+                          only_txs_changed_state=True)
+    assert [t.sender_address for t in dropped] == [addr(KEYS["bob"])]  # TTL applied
