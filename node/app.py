@@ -27,6 +27,9 @@ from storage.txindex import TxIndexEntry
 META_CHAIN_STATE = b"chain_state"
 META_GENESIS_HASH = b"genesis_hash"
 RESULTS_PREFIX = b"results:"
+# One record per committed tx (raw bytes + result), so a `tx` lookup is one read instead of
+# decoding its whole block and the block's results, as CometBFT's indexer does.
+TX_RECORD_PREFIX = b"txr:"
 MAX_CACHED_EXECUTIONS = 8
 
 
@@ -55,19 +58,29 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _result_list(r: vm.TxResult) -> list[Any]:
+    return [r.hash, r.code, r.name, r.message, r.fee_charged, r.tx_type,
+            [[e.kind, _plain(e.attributes)] for e in r.events]]
+
+
+def _result_dict(item: list[Any]) -> dict[str, Any]:
+    tx_hash, code, name, message, fee, tx_type, events = item
+    return {"hash": tx_hash, "code": code, "name": name, "message": message,
+            "fee_charged": fee, "tx_type": tx_type,
+            "events": [{"kind": k, "attributes": dict(a)} for k, a in events]}
+
+
 def encode_results(results: Sequence[vm.TxResult]) -> bytes:
     # encode_trusted: the node built these values itself; skip the canonical type walk
-    return encode_trusted([[r.hash, r.code, r.name, r.message, r.fee_charged, r.tx_type,
-                    [[e.kind, _plain(e.attributes)] for e in r.events]] for r in results])
+    return encode_trusted([_result_list(r) for r in results])
 
 
 def decode_results(data: bytes) -> list[dict[str, Any]]:
-    out = []
-    for tx_hash, code, name, message, fee, tx_type, events in decode(data):
-        out.append({"hash": tx_hash, "code": code, "name": name, "message": message,
-                    "fee_charged": fee, "tx_type": tx_type,
-                    "events": [{"kind": k, "attributes": dict(a)} for k, a in events]})
-    return out
+    return [_result_dict(item) for item in decode(data)]
+
+
+def tx_record_key(tx_hash: bytes) -> bytes:
+    return TX_RECORD_PREFIX + tx_hash
 
 
 def involved_addresses(tx: vm.Tx, result: vm.TxResult) -> list[bytes]:
@@ -194,12 +207,22 @@ class CommerceApp:
             commit_bytes=certificate.encode(), state_changes=execution.changes,
             app_hash=execution.app_hash, tx_entries=entries,
             meta=[(META_CHAIN_STATE, next_chain_state(updates)),
-                  (results_key(block.height), encode_results(execution.results))],
+                  (results_key(block.height), encode_results(execution.results)),
+                  *((tx_record_key(tx.hash), encode_trusted([tx.raw, _result_list(r)]))
+                    for tx, r in zip(txs, execution.results, strict=True))],
         )
         self._cache.clear()
         return CommittedBlock(block, certificate, execution, txs)
 
     # --- reads -----------------------------------------------------------------------------
+
+    def tx_record(self, tx_hash: bytes) -> tuple[bytes, dict[str, Any]] | None:
+        """(raw tx, result) of a committed tx, from its own record."""
+        data = self.db.get_meta(tx_record_key(tx_hash))
+        if data is None:
+            return None
+        raw, result = decode(data)
+        return raw, _result_dict(result)
 
     def block_results(self, height: int) -> list[dict[str, Any]] | None:
         data = self.db.get_meta(results_key(height))

@@ -201,16 +201,14 @@ def register_methods(d: Dispatcher, node: Node) -> None:
 
     def tx_answer(tx_hash: bytes, prove: bool = False) -> dict[str, Any]:
         location = node.db.txs.by_hash(tx_hash)
-        if location is None:
+        record = node.app.tx_record(tx_hash) if location is not None else None
+        if location is None or record is None:
             raise not_found("tx with this hash")
-        blk = load_block(location.height)
-        raw = blk.txs[location.index]
-        results = node.app.block_results(location.height) or []
+        raw, result = record
         answer = {"hash": tx_hash.hex(), "height": location.height, "index": location.index,
-                  "tx": raw_tx_view(raw, chain_id),
-                  "result": result_view(results[location.index]) if results else
-                  {"code": location.code}}
-        if prove:
+                  "tx": raw_tx_view(raw, chain_id), "result": result_view(result)}
+        if prove:  # only a proof needs the whole block
+            blk = load_block(location.height)
             answer["proof"] = {"txs_root": blk.header.txs_root.hex(), "index": location.index,
                                "total": len(blk.txs),
                                "aunts": [h.hex() for h in inclusion_proof(list(blk.txs),
