@@ -61,6 +61,7 @@ SEEN_CACHE = 100_000
 PEER_KNOWN_TXS = 50_000
 TX_BATCH_MAX = 512
 TX_FLUSH_SECONDS = 0.01
+TX_INBOX_BATCHES = 64  # gossiped batches waiting for verification (64 x 512 txs at most)
 SYNC_WINDOW = 64  # blocks requested ahead of the one being applied
 SYNC_PER_PEER = 16  # requests in flight per peer
 SYNC_REQUEST_TIMEOUT = 5.0
@@ -113,9 +114,14 @@ class NodeNetworkHandler:
         self.peers: dict[bytes, PeerState] = {}
         self.seen = BoundedSet(SEEN_CACHE)
         self._tx_outbox: list[Any] = []
+        self._tx_inbox: list[tuple[bytes, list[bytes]]] = []
+        self._tx_task: asyncio.Task | None = None
+        self.dropped_tx_batches = 0
         self._flush_scheduled = False
         self._pending_blocks: dict[int, tuple[Block, CommitCertificate, bytes]] = {}
         self._sync_task: asyncio.Task | None = None
+        self._apply_task: asyncio.Task | None = None
+        self._verifying: dict[int, asyncio.Task] = {}
         self.synced_blocks = 0
 
     @property
@@ -253,17 +259,42 @@ class NodeNetworkHandler:
         if not isinstance(raws, list) or len(raws) > TX_BATCH_MAX or \
                 not all(isinstance(r, bytes) for r in raws):
             raise ValueError("a tx batch is a list of at most 512 byte strings")
+        fresh = []
         for raw in raws:
             tx_hash = sha256(raw)
             peer.known_txs.add(tx_hash)  # never send it back
-            if tx_hash in self.node.mempool:
-                continue
-            try:
-                self.node.submit(raw)
-            except MempoolError as err:
-                if 100 <= err.code < 200:  # malformed or mis-signed: nobody honest relays it
-                    self.network.punish(peer_id, f"relayed an invalid tx ({err.name})",
-                                        PUNISH_BAD_TX)
+            if tx_hash not in self.node.mempool:
+                fresh.append(raw)
+        if not fresh:
+            return
+        if len(self._tx_inbox) >= TX_INBOX_BATCHES:
+            # The origin keeps the txs in its pool and proposes them in its turn: dropping
+            # gossip under overload loses nothing and keeps memory bounded.
+            self.dropped_tx_batches += 1
+            return
+        self._tx_inbox.append((peer_id, fresh))
+        if self._tx_task is None or self._tx_task.done():
+            self._tx_task = asyncio.get_running_loop().create_task(self._drain_tx_inbox())
+
+    async def _drain_tx_inbox(self) -> None:
+        """Verify gossiped txs in the pool, then admit them in arrival order."""
+        while self._tx_inbox and not self.node.stopping:
+            batches, self._tx_inbox = self._tx_inbox, []
+            await self.node.verifier.check_many([raw for _, raws in batches for raw in raws])
+            if self.node.stopping:
+                return
+            for peer_id, raws in batches:
+                for raw in raws:
+                    self._admit_gossiped(peer_id, raw)
+
+    def _admit_gossiped(self, peer_id: bytes, raw: bytes) -> None:
+        try:
+            self.node.submit(raw)
+        except MempoolError as err:
+            if 100 <= err.code < 200 and self.network is not None:
+                # malformed or mis-signed: nobody honest relays it
+                self.network.punish(peer_id, f"relayed an invalid tx ({err.name})",
+                                    PUNISH_BAD_TX)
 
     # --- block sync -------------------------------------------------------------------------
 
@@ -276,6 +307,9 @@ class NodeNetworkHandler:
         if self.network is not None and self.peers:
             self.network.broadcast(BLOCKSYNC, self._status_message())
         self._pending_blocks.pop(height, None)
+        verifying = self._verifying.pop(height, None)
+        if verifying is not None:
+            verifying.cancel()
         for peer in self.peers.values():
             peer.in_flight.pop(height, None)
 
@@ -331,16 +365,28 @@ class NodeNetworkHandler:
             return
         if height > self.node.engine.chain.last_height:
             self._pending_blocks[height] = (block, cert, peer_id)
-        self._apply_pending()
+            # verify its txs in the pool now, while the loop applies the blocks before it
+            self._verifying[height] = asyncio.get_running_loop().create_task(
+                self.node.verifier.check_many(block.txs))
+        if self._apply_task is None or self._apply_task.done():
+            self._apply_task = asyncio.get_running_loop().create_task(self._apply_pending())
         self._request_blocks()
 
-    def _apply_pending(self) -> None:
+    async def _apply_pending(self) -> None:
         engine = self.node.engine
-        while True:
+        while not self.node.stopping:
             nxt = engine.chain.last_height + 1
-            entry = self._pending_blocks.pop(nxt, None)
-            if entry is None:
+            if nxt not in self._pending_blocks:
                 return
+            verifying = self._verifying.pop(nxt, None)
+            if verifying is not None:
+                try:
+                    await verifying
+                except Exception:  # only an optimisation: execution verifies what is left
+                    log.exception("verifying the txs of block %d failed", nxt)
+            entry = self._pending_blocks.pop(nxt, None)
+            if entry is None or self.node.stopping or engine.chain.last_height + 1 != nxt:
+                continue  # decided meanwhile (consensus, or another copy of the block)
             block, cert, from_peer = entry
             self.node.driver.feed(CommitReceived(block, cert, now_ms()))
             if engine.chain.last_height < nxt:
@@ -352,6 +398,7 @@ class NodeNetworkHandler:
             if self.synced_blocks % 100 == 0:
                 best = max((p.height for p in self.peers.values()), default=0)
                 log.info("block sync: at height %d of %d", engine.chain.last_height, best)
+            self._request_blocks()
 
     def _broken_promise(self, peer_id: bytes, peer: PeerState, height: int) -> None:
         """The peer claimed `height` but did not deliver it: stop believing the claim."""
@@ -395,5 +442,10 @@ class NodeNetworkHandler:
         log.info("block sync: caught up at height %d", self.node.engine.chain.last_height)
 
     def stop(self) -> None:
-        if self._sync_task is not None:
-            self._sync_task.cancel()
+        if self._tx_task is not None:
+            self._tx_task.cancel()
+        self._tx_inbox.clear()
+        for task in (self._sync_task, self._apply_task, *self._verifying.values()):
+            if task is not None:
+                task.cancel()
+        self._verifying.clear()

@@ -26,6 +26,7 @@ from consensus.signing import SigningGuard
 from consensus.signing import SigningState as EngineSigningState
 from consensus.validators import Validator, ValidatorSet
 from core.address import address_from_pubkey
+from core.hashing import sha256
 from node import byzantine
 from node.app import META_CHAIN_STATE, AppFault, CommerceApp, CommittedBlock
 from node.config import Config, load_config, parse_host_port
@@ -37,6 +38,7 @@ from node.network import NodeNetworkHandler
 from node.rpc.dispatcher import Dispatcher
 from node.rpc.errors import NODE_NOT_READY, RPCError
 from node.rpc.server import RPCServer
+from node.verifier import TxVerifier, default_workers
 from storage.chaindb import ChainDB
 from storage.signing_state import SigningStateFile
 from storage.wal import WAL
@@ -138,6 +140,8 @@ class Node:
         self.mempool = Mempool(self.genesis.params, self.db.state, chain.last_height, block_time,
                                MempoolLimits(mp["max_txs"], mp["max_bytes"], mp["max_tx_bytes"],
                                              mp["max_txs_per_sender"], mp["ttl_blocks"]))
+        self.verifier = TxVerifier(self.mempool.decode,
+                                   cfg.get("node", "verify_threads") or default_workers())
         self.wal = WAL(self.home.wal_file)
         self.signing_file = SigningStateFile(self.home.signing_state_file)
         stored = self.signing_file.load()
@@ -209,7 +213,9 @@ class Node:
         return events
 
     def _known_tx(self, tx_hash: bytes) -> vm.Tx | None:
-        return self.mempool.get(tx_hash) if hasattr(self, "mempool") else None
+        if not hasattr(self, "mempool"):
+            return None
+        return self.mempool.get(tx_hash) or self.verifier.get(tx_hash)
 
     # --- commit ---------------------------------------------------------------------------
 
@@ -218,6 +224,7 @@ class Node:
         self.last_commit_time_ms = now_ms()
         hashes = [tx.hash for tx in committed.txs]
         execution = committed.execution
+        self.verifier.discard(tx.hash for tx in committed.txs)
         self.mempool.update(self.db.state, block.height, block.header.time_ms, hashes,
                             only_txs_changed_state=not execution.events
                             and not execution.validator_updates)
@@ -241,7 +248,7 @@ class Node:
 
     def submit(self, raw: bytes) -> vm.Tx:
         """Stateless + stateful checks and admission. Raises MempoolError."""
-        tx = self.mempool.decode(raw)
+        tx = self.verifier.take(sha256(raw)) or self.mempool.decode(raw)
         added = self.mempool.add(tx)
         if added:
             self.driver.txs_available()
@@ -291,6 +298,8 @@ class Node:
             for future in futures:
                 future.cancel()
         self.events.waiters.clear()
+        if hasattr(self, "verifier"):
+            self.verifier.close()
         if hasattr(self, "wal"):
             self.wal.close()
         if self.db is not None:

@@ -21,6 +21,9 @@ from node.rpc.params import Param, bind
 log = logging.getLogger("chainmerce.rpc")
 
 Handler = Callable[..., Any | Awaitable[Any]]
+# Sees every request of a body before any is answered (e.g. to verify all the txs of a batch
+# in parallel); must not raise and must not answer anything.
+Prepare = Callable[[list[Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,7 @@ class Method:
 class Dispatcher:
     max_batch_requests: int = 64
     methods: dict[str, Method] = field(default_factory=dict)
+    prepare: list[Prepare] = field(default_factory=list)
 
     def register(self, method: Method) -> None:
         if method.name in self.methods:
@@ -56,10 +60,19 @@ class Dispatcher:
             if len(request) > self.max_batch_requests:
                 return _dump(_error(None, RPCError(
                     INVALID_REQUEST, f"batch of {len(request)} exceeds {self.max_batch_requests}")))
+            await self._prepare(request)
             replies = [r for r in [await self.handle_request(item) for item in request] if r]
             return _dump(replies) if replies else None
+        await self._prepare([request])
         reply = await self.handle_request(request)
         return _dump(reply) if reply is not None else None
+
+    async def _prepare(self, requests: list[Any]) -> None:
+        for prepare in self.prepare:
+            try:
+                await prepare(requests)
+            except Exception:  # an optimisation hook must never cost an answer
+                log.exception("rpc prepare hook %r failed", prepare)
 
     async def handle_request(self, request: Any) -> dict[str, Any] | None:
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0":

@@ -26,7 +26,7 @@ from node.rpc.errors import (
     invalid_params,
     not_found,
 )
-from node.rpc.params import Param
+from node.rpc.params import Param, bind
 from node.views import (
     block_view,
     commit_view,
@@ -254,6 +254,20 @@ def register_methods(d: Dispatcher, node: Node) -> None:
 
     tx_param = (Param("tx", "hex", "the signed tx, hex", required=True, max_len=1 << 20),)
 
+    async def verify_submitted(requests: list[Any]) -> None:
+        """Check the signatures of every tx a body submits, in the verify pool, before the
+        requests run one by one in order (see node.verifier)."""
+        raws = []
+        for request in requests:
+            if isinstance(request, dict) and request.get("method") in BROADCASTS:
+                try:
+                    raws.append(bind(tx_param, request.get("params"))["tx"])
+                except RPCError:
+                    continue  # answered by the method itself
+        await node.verifier.check_many(raws)
+
+    d.prepare.append(verify_submitted)
+
     def submit(raw: bytes) -> vm.Tx:
         try:
             return node.submit(raw)
@@ -377,6 +391,9 @@ def register_methods(d: Dispatcher, node: Node) -> None:
         return query.params(state())
 
     assert all(code not in (INVALID_PARAMS, NOT_FOUND) for code in TX_ERRORS)
+
+
+BROADCASTS = frozenset({"broadcast_tx_async", "broadcast_tx_sync", "broadcast_tx_commit"})
 
 
 def _quiet_submit(node: Node, raw: bytes) -> None:

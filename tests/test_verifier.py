@@ -1,0 +1,115 @@
+"""Signature checks in the verify pool (node.verifier) never change what is accepted.
+
+- TxVerifier alone: good txs come back decoded and verified; mis-signed or garbage txs are
+  not cached (the loop meets them again and refuses them); the cache is bounded.
+- A JSON-RPC batch of broadcast_tx_sync: every tx is verified in the pool first, the good
+  ones are admitted in order, a mis-signed one in the middle is refused with its VM code.
+- A gossiped tx batch: verified in the pool, then admitted; the peer that relayed a
+  mis-signed tx is punished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from commerce_vm import errors as E
+from commerce_vm import txtypes as T
+from core.address import address_from_text
+from core.encoding import encode
+from core.hashing import sha256
+from node.mempool import Mempool
+from node.network import TXS
+from node.verifier import TxVerifier
+from tests.node_fixtures import live_node, node_factory  # noqa: F401
+from tests.test_fuzz_inputs import PEER, FakeNetwork
+from tests.vm_helpers import KEYS, addr, default_params
+
+FEE = 10
+
+
+def _mis_signed(raw: bytes) -> bytes:
+    return raw[:-1] + bytes([raw[-1] ^ 1])
+
+
+async def test_pool_caches_only_txs_that_pass_every_check() -> None:
+    import commerce_vm as vm
+
+    params = default_params()
+    pool = Mempool(params, vm.MemoryState(), 0, 0)
+    good = [vm.sign_tx(KEYS["alice"], params.chain_id, T.TRANSFER, n, FEE, [addr(KEYS["bob"]), 1])
+            for n in range(100)]
+    bad_sig = _mis_signed(good[0])
+    other_chain = vm.sign_tx(KEYS["alice"], "other", T.TRANSFER, 0, FEE, [addr(KEYS["bob"]), 1])
+    verifier = TxVerifier(pool.decode, workers=2, capacity=1000)
+    try:
+        await verifier.check_many([*good, bad_sig, b"\x00garbage", other_chain])
+        assert verifier.verified == len(good)
+        for raw in good:
+            tx = verifier.get(sha256(raw))
+            assert tx is not None and tx.raw == raw and tx.sig_valid is True
+        for raw in (bad_sig, b"\x00garbage", other_chain):
+            assert verifier.get(sha256(raw)) is None
+        assert verifier.take(sha256(good[0])) is not None
+        assert verifier.take(sha256(good[0])) is None  # taken once
+    finally:
+        verifier.close()
+
+    small = TxVerifier(pool.decode, workers=1, capacity=10)
+    try:
+        await small.check_many(good)
+        assert len(small) == 10
+        assert small.get(sha256(good[-1])) is not None  # the newest are kept
+        assert small.get(sha256(good[0])) is None
+    finally:
+        small.close()
+
+
+async def test_rpc_batch_is_verified_in_the_pool_and_answered_in_order(live_node) -> None:  # noqa: F811
+    live = live_node
+    node = live.node
+    seller = address_from_text(live.addr("merchant"))
+    raws = [live.sign("buyer", T.TRANSFER, n, [seller, 1]) for n in range(40)]
+    raws[20] = _mis_signed(bytes.fromhex(raws[20])).hex()  # breaks the nonce chain at 20
+    before = node.verifier.verified
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "broadcast_tx_sync", "params": {"tx": raw}}
+             for i, raw in enumerate(raws)]
+    status, replies = await live.post(json.dumps(batch))
+    assert status == 200
+    by_id = {r["id"]: r for r in replies}
+    assert all(by_id[i]["result"]["code"] == 0 for i in range(20))
+    assert by_id[20]["error"]["code"] == E.BAD_SIGNATURE.code
+    # nonces 21.. wait for nonce 20, which never came: parked, answered code 0
+    assert all(by_id[i]["result"]["code"] == 0 for i in range(21, 40))
+    assert node.verifier.verified - before == 39  # the pool checked every good tx
+    await live.wait_height(node.engine.chain.last_height + 2)
+    account = await live.rpc("account", address=live.addr("buyer"))
+    assert account["nonce"] == 20
+
+
+async def test_gossiped_txs_are_verified_then_admitted(live_node) -> None:  # noqa: F811
+    live = live_node
+    node = live.node
+    fake = FakeNetwork()
+    node.network = fake
+    try:
+        node.net.on_peer_connected(PEER)
+        seller = address_from_text(live.addr("merchant"))
+        raws = [bytes.fromhex(live.sign("buyer", T.TRANSFER, n, [seller, 1])) for n in range(30)]
+        bad = _mis_signed(bytes.fromhex(live.sign("merchant", T.TRANSFER, 0, [seller, 1])))
+        before = node.verifier.verified
+        node.net.on_message(PEER, TXS, encode([*raws, bad]))
+
+        async def all_in() -> None:
+            while not fake.punished or \
+                    (await live.rpc("account", address=live.addr("buyer")))["nonce"] < 30:
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(all_in(), 10)
+        assert node.verifier.verified - before == 30
+        assert (await live.rpc("account", address=live.addr("merchant")))["nonce"] == 0
+        assert [reason for _, reason, _ in fake.punished] == [
+            "relayed an invalid tx (bad_signature)"]
+    finally:
+        node.network = None
+        node.net.stop()
