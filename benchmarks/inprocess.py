@@ -49,6 +49,7 @@ async def run(senders: int, per_sender: int, deep: bool) -> dict:
     first = node.engine.chain.last_height
     start = time.perf_counter()
     for i in range(0, len(raws), 500):
+        await node.verifier.check_many(raws[i:i + 500])  # as an RPC batch is
         for raw in raws[i:i + 500]:
             node.submit(raw)
         if not deep:
