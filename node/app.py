@@ -70,11 +70,6 @@ def _result_dict(item: list[Any]) -> dict[str, Any]:
             "events": [{"kind": k, "attributes": dict(a)} for k, a in events]}
 
 
-def encode_results(results: Sequence[vm.TxResult]) -> bytes:
-    # encode_trusted: the node built these values itself; skip the canonical type walk
-    return encode_trusted([_result_list(r) for r in results])
-
-
 def decode_results(data: bytes) -> list[dict[str, Any]]:
     return [_result_dict(item) for item in decode(data)]
 
@@ -200,6 +195,9 @@ class CommerceApp:
             raise AppFault(f"committed block {block.height} executes to another app hash: "
                            "this node's state differs from the network's")
         updates = tuple(ValidatorUpdate(pk, power) for pk, power in execution.validator_updates)
+        # encoded once, stored twice (the block's results, each tx's record); encode_trusted:
+        # the node built these values itself, the canonical type walk is not needed
+        result_lists = [_result_list(r) for r in execution.results]
         entries = [TxIndexEntry(tx.hash, i, r.code, tx.type, involved_addresses(tx, r))
                    for i, (tx, r) in enumerate(zip(txs, execution.results, strict=True))]
         self.db.commit(
@@ -207,9 +205,9 @@ class CommerceApp:
             commit_bytes=certificate.encode(), state_changes=execution.changes,
             app_hash=execution.app_hash, tx_entries=entries,
             meta=[(META_CHAIN_STATE, next_chain_state(updates)),
-                  (results_key(block.height), encode_results(execution.results)),
-                  *((tx_record_key(tx.hash), encode_trusted([tx.raw, _result_list(r)]))
-                    for tx, r in zip(txs, execution.results, strict=True))],
+                  (results_key(block.height), encode_trusted(result_lists)),
+                  *((tx_record_key(tx.hash), encode_trusted([tx.raw, r]))
+                    for tx, r in zip(txs, result_lists, strict=True))],
         )
         self._cache.clear()
         return CommittedBlock(block, certificate, execution, txs)
