@@ -7,6 +7,8 @@ enough to write here; a dependency for forty lines is not worth it.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from core.errors import AddressError
 from core.hashing import sha256
 
@@ -56,6 +58,13 @@ def _convert_bits(data: bytes | list[int], from_bits: int, to_bits: int, pad: bo
 def address_to_text(address: bytes) -> str:
     if not isinstance(address, bytes) or len(address) != ADDRESS_SIZE:
         raise AddressError("an address is 20 bytes")
+    return _address_text(address)
+
+
+@lru_cache(maxsize=1 << 15)
+def _address_text(address: bytes) -> str:
+    # the checksum is a pure-Python loop; RPC views render the same few accounts again and
+    # again (a block view renders every tx's sender), so remember recent ones
     data = _convert_bits(address, 8, 5, True)
     polymod = _polymod(_hrp_expand(HRP) + data + [0] * 6) ^ _BECH32M_CONST
     checksum = [(polymod >> 5 * (5 - i)) & 31 for i in range(6)]
