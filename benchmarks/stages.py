@@ -19,13 +19,19 @@ from .workload import Item, Workload
 REPO = Path(__file__).resolve().parent.parent
 
 
-def route(items: list[Item], nodes: int, batch: int) -> list[list[list[tuple[str, str]]]]:
-    """Each sender's txs go to one node (sender index mod nodes), in nonce order, so the
-    node never sees a gap; per node they are cut into batches."""
-    per_node: list[list[tuple[str, str]]] = [[] for _ in range(nodes)]
+LANES = 2  # connections per node, each with one batch in flight
+
+
+def route(items: list[Item], nodes: int, batch: int, lanes: int = LANES
+          ) -> list[list[list[tuple[str, str]]]]:
+    """Each sender's txs go to one node (sender index mod nodes) over one of its lanes
+    (connections), in nonce order, so the node never sees a gap; per lane they are cut into
+    batches. Stream `node * lanes + lane`. Two lanes keep a node busy while the other
+    lane's answer travels back and its next batch is built."""
+    streams: list[list[tuple[str, str]]] = [[] for _ in range(nodes * lanes)]
     for it in items:
-        per_node[it.sender % nodes].append((it.hash, it.raw))
-    return [[lst[i:i + batch] for i in range(0, len(lst), batch)] for lst in per_node]
+        streams[it.sender % nodes * lanes + it.sender // nodes % lanes].append((it.hash, it.raw))
+    return [[lst[i:i + batch] for i in range(0, len(lst), batch)] for lst in streams]
 
 
 def run_stage(manifest: TestnetManifest, items: list[Item], meter: ProcessMeter, *,
@@ -33,9 +39,9 @@ def run_stage(manifest: TestnetManifest, items: list[Item], meter: ProcessMeter,
               batch: int = 250, drain_timeout: float = 60.0,
               keep_block_hashes: bool = False) -> dict[str, Any]:
     """Submit `items` from a separate process; returns its raw result plus node stats."""
-    urls = [manifest.nodes[i].rpc_url for i in submit_to]
+    urls = [manifest.nodes[i].rpc_url for i in submit_to for _lane in range(LANES)]
     spec = {"urls": urls, "watch_url": manifest.nodes[submit_to[0]].rpc_url,
-            "batches": route(items, len(urls), batch), "rate": rate if mode == "rate" else None,
+            "batches": route(items, len(submit_to), batch), "rate": rate if mode == "rate" else None,
             "drain_timeout": drain_timeout, "keep_block_hashes": keep_block_hashes}
     with tempfile.TemporaryDirectory(prefix="cm-bench-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.pkl", Path(tmp) / "result.pkl"

@@ -2,10 +2,10 @@
 
 `python -m benchmarks.submitter SPEC OUT` reads a pickled spec (written by the benchmark
 before its clock starts), then under asyncio + aiohttp:
-- one task per node POSTs JSON-RPC batches of `broadcast_tx_sync` over a keep-alive
-  connection, one batch in flight per node so each sender's txs (all routed to one node)
-  arrive in nonce order. Mode "saturation" sends the next batch as soon as the previous one
-  is answered; mode "rate" sends batches on a fixed schedule (offered tx/s over all nodes).
+- one task per stream (a node's lane, see stages.route) POSTs JSON-RPC batches of
+  `broadcast_tx_sync` over a keep-alive connection, one batch in flight per stream so each
+  sender's txs (all routed to one stream) arrive in nonce order. Mode "saturation" sends the next batch as soon as the previous one
+  is answered; mode "rate" sends batches on a fixed schedule (offered tx/s over all streams).
   A tx refused with MEMPOOL_FULL (-32002) is re-sent after a backoff (counted as a retry).
 - one task polls `status` on the watch node and fetches every new `block`; a tx's commit
   time is when the block holding it was observed. Latency = commit observed - POST sent.
