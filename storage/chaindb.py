@@ -82,6 +82,7 @@ class ChainDB:
         self.state.apply(batch, changes)
         self.state.put_meta(batch, height, app_hash)
         self.store.write(batch, sync=sync)
+        self.state.forget()
 
     def commit(
         self,
@@ -99,14 +100,16 @@ class ChainDB:
         """Write everything height `height` changes as one atomic, synced batch."""
         self._check_next_height(check_height(height))
         batch = WriteBatch()
+        changes = state_changes if isinstance(state_changes, list) else list(state_changes)
         self.blocks.put(batch, height, block_hash, block_bytes, commit_bytes)
-        self.state.apply(batch, state_changes)
+        self.state.apply(batch, changes)
         self.state.put_meta(batch, height, app_hash)
         self.txs.index(batch, height, tx_entries)
         for name, value in meta:
             self.put_meta(batch, name, value)
         crash_point("chaindb.before_write")
         self.store.write(batch, sync=sync)
+        self.state.remember(changes)
         crash_point("chaindb.after_write")
         self._last_height = height
 

@@ -8,6 +8,7 @@ is at, so the state and its meta record can never disagree.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -25,17 +26,50 @@ class StateMeta:
     app_hash: bytes
 
 
+STATE_CACHE_ENTRIES = 100_000
+
+
 class StateStore:
-    """Committed VM state. Never sees a batch until it is written."""
+    """Committed VM state. Never sees a batch until it is written.
 
-    __slots__ = ("_store", "_get")
+    Point reads go through a bounded cache of committed values (absent keys included):
+    every block reads its senders' accounts twice (mempool check, execution) and the app
+    hash's buckets and nodes once more, and a LevelDB read costs far more than a dict's.
+    The cache only ever holds what the store holds: ChainDB folds a block's changes in
+    after its batch is written (`remember`), never before.
+    """
 
-    def __init__(self, store: KVStore) -> None:
+    __slots__ = ("_store", "_get", "_cache", "_cache_entries")
+
+    def __init__(self, store: KVStore, cache_entries: int = STATE_CACHE_ENTRIES) -> None:
         self._store = store
         self._get = store.get
+        self._cache: dict[bytes, bytes | None] = {}
+        self._cache_entries = cache_entries
 
     def get(self, key: bytes) -> bytes | None:
-        return self._get(NS_STATE + key)
+        cache = self._cache
+        if key in cache:
+            return cache[key]
+        value = self._get(NS_STATE + key)
+        if len(cache) >= self._cache_entries:
+            del cache[next(iter(cache))]  # oldest first: cheap, and good enough here
+        cache[key] = value
+        return value
+
+    def remember(self, changes: Iterable[StateChange]) -> None:
+        """`changes` are now in the store: keep the cache equal to it (and keep them, the
+        next block is likely to read what this one wrote)."""
+        cache = self._cache
+        for key, value in changes:
+            cache[key] = value
+        excess = len(cache) - self._cache_entries
+        if excess > 0:
+            for key in list(itertools.islice(cache, excess)):
+                del cache[key]
+
+    def forget(self) -> None:
+        self._cache.clear()
 
     def iterate(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False

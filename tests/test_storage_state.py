@@ -24,6 +24,8 @@ def test_state_store_agrees_with_vm_memory_state(genesis, block, scans):
     vm_state = state_mod.MemoryState()
     db.write_genesis_state(genesis, b"g")
     vm_state.apply(genesis)
+    for key, _ in genesis + block:  # fill the read cache before the block changes them
+        assert db.state.get(key) == vm_state.get(key)
     db.commit(height=1, block_hash=b"\x01" * 32, block_bytes=b"b", commit_bytes=b"c",
               state_changes=block, app_hash=b"a")
     vm_state.apply(block)
@@ -33,3 +35,50 @@ def test_state_store_agrees_with_vm_memory_state(genesis, block, scans):
         assert list(db.state.iterate(prefix, start, reverse)) == list(
             vm_state.iterate(prefix, start, reverse)
         )
+
+
+class _FailingWrites:
+    """Wraps a store; `fail` makes its next batch write raise (a full disk, an I/O error)."""
+
+    def __init__(self, store):
+        self._store, self.fail = store, False
+
+    def write(self, batch, sync=False):
+        if self.fail:
+            raise OSError("disk full")
+        self._store.write(batch, sync=sync)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_read_cache_follows_only_written_batches():
+    db = ChainDB.open(None, "memory")
+    db.write_genesis_state([(b"acct", b"100")], b"g")
+    assert db.state.get(b"acct") == b"100" and db.state.get(b"new") is None  # now cached
+    failing = _FailingWrites(db.store)
+    db.store = failing
+    failing.fail = True
+    with pytest.raises(OSError):
+        db.commit(height=1, block_hash=b"\x01" * 32, block_bytes=b"b", commit_bytes=b"c",
+                  state_changes=[(b"acct", b"90"), (b"new", b"10")], app_hash=b"a")
+    assert db.state.get(b"acct") == b"100" and db.state.get(b"new") is None
+    failing.fail = False
+    db.commit(height=1, block_hash=b"\x01" * 32, block_bytes=b"b", commit_bytes=b"c",
+              state_changes=[(b"acct", b"90"), (b"new", b"10")], app_hash=b"a")
+    assert db.state.get(b"acct") == b"90" and db.state.get(b"new") == b"10"
+    db.commit(height=2, block_hash=b"\x02" * 32, block_bytes=b"b", commit_bytes=b"c",
+              state_changes=[(b"new", None)], app_hash=b"a")
+    assert db.state.get(b"new") is None
+
+
+def test_read_cache_is_bounded():
+    from storage.state import StateStore
+
+    db = ChainDB.open(None, "memory")
+    db.write_genesis_state([(bytes([i]), b"v") for i in range(100)], b"g")
+    small = StateStore(db.store, cache_entries=10)
+    assert all(small.get(bytes([i])) == b"v" for i in range(100))
+    assert len(small._cache) == 10
+    small.remember([(bytes([i]), b"w") for i in range(50)])
+    assert len(small._cache) == 10
