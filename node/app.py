@@ -50,17 +50,11 @@ def results_key(height: int) -> bytes:
     return RESULTS_PREFIX + height.to_bytes(8, "big")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return [[k, _plain(value[k])] for k in sorted(value)]
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _result_list(r: vm.TxResult) -> list[Any]:
+    # Event attributes are flat (name -> int, bytes or text): their (name, value) pairs are
+    # stored in the VM's own deterministic order; `_result_dict` turns them back into a dict.
     return [r.hash, r.code, r.name, r.message, r.fee_charged, r.tx_type,
-            [[e.kind, _plain(e.attributes)] for e in r.events]]
+            [(e.kind, tuple(e.attributes.items())) for e in r.events]]
 
 
 def _result_dict(item: list[Any]) -> dict[str, Any]:
