@@ -107,3 +107,31 @@ def test_duplicate_registration_refused():
 def test_rpc_error_json_carries_data():
     assert RPCError(2001, "bad", {"name": "x"}).to_json() == {
         "code": 2001, "message": "bad", "data": {"name": "x"}}
+
+
+async def test_prepare_hooks_see_the_whole_body_first_and_cannot_cost_an_answer():
+    d = make_dispatcher()
+    seen: list[tuple[str, list]] = []
+    calls: list[int] = []
+
+    def counted(height):
+        calls.append(height)
+        return height
+
+    d.register(Method("count", counted, (Param("height", "int", "h", required=True),), "c"))
+
+    async def record(requests):
+        seen.append(("hook", [r["params"]["height"] for r in requests]))
+        assert not calls, "a request ran before the hook saw the body"
+
+    async def explode(requests):
+        raise RuntimeError("hook bug")
+
+    d.prepare += [record, explode]
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "count", "params": {"height": i}}
+             for i in (1, 2, 3)]
+    replies = await call(d, batch)
+    assert [r["result"] for r in replies] == [1, 2, 3]
+    assert seen == [("hook", [1, 2, 3])] and calls == [1, 2, 3]
+    single = await call(d, {"jsonrpc": "2.0", "id": 9, "method": "count", "params": {"height": 7}})
+    assert single["result"] == 7 and seen[-1] == ("hook", [7])
