@@ -23,7 +23,7 @@ from node import localnet
 from node.client import Client
 from node.config import render_config
 from node.genesis import Genesis, load_genesis
-from node.testnet import TestnetManifest, generate_testnet, load_manifest
+from node.testnet import TestnetManifest, ephemeral_port_floor, generate_testnet, load_manifest
 
 CHAIN_ID = "chainmerce-bench"
 ACCOUNT_BALANCE = 10**13
@@ -54,9 +54,10 @@ def account(index: int) -> Account:
     return Account(key, address_from_pubkey(key.public_key))
 
 
-def free_base_port(count: int, start: int = 41000, stop: int = 60000) -> int:
-    """A base port from which `2 * count` consecutive loopback ports are free now."""
-    for base in range(start, stop, 2 * count + 7):
+def free_base_port(count: int, start: int = 20000) -> int:
+    """A base port from which `2 * count` consecutive loopback ports are free now (below
+    the ephemeral range, which the submitter's connections draw from)."""
+    for base in range(start, ephemeral_port_floor() - 2 * count, 2 * count + 7):
         if all(_port_free(p) for p in range(base, base + 2 * count)):
             return base
     raise RuntimeError("no free loopback port range")

@@ -105,6 +105,17 @@ class TestnetManifest:
                 "nodes": [asdict(n) for n in self.nodes]}
 
 
+def ephemeral_port_floor() -> int:
+    """The lowest port the kernel may hand out as a connection's source port. Fixed
+    listen ports chosen below it can never be taken by some process's outgoing connection
+    while their node is down (a restarted node would fail to bind)."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text()
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def port_plan(count: int, base_port: int) -> list[tuple[int, int]]:
     """(rpc, p2p) ports of each node: base + 2i and base + 2i + 1."""
     if base_port < 1024 or base_port + 2 * count - 1 > 65535:

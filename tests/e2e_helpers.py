@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -27,6 +28,7 @@ from typing import Any
 import pytest
 
 from node.client import Client, ClientError
+from node.testnet import ephemeral_port_floor
 
 REPO = Path(__file__).resolve().parent.parent
 _SCRIPT = REPO / ".venv" / "bin" / "chainmerce"
@@ -41,9 +43,18 @@ FAST_CONSENSUS = {"timeout_commit_ms": 50, "empty_block_interval_ms": 200}
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range: a node killed and restarted
+    on it cannot find it taken by some process's outgoing connection meanwhile."""
+    floor = ephemeral_port_floor()
+    for _ in range(1000):
+        port = random.randrange(10000, floor)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def _env() -> dict[str, str]:

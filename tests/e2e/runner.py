@@ -40,7 +40,7 @@ from commerce_vm import txtypes as T
 from core.address import address_from_pubkey, address_to_text
 from core.keys import PrivateKey
 from node.client import Client, ClientError
-from node.testnet import load_manifest
+from node.testnet import ephemeral_port_floor, load_manifest
 from tests.e2e import checks
 from tests.e2e_helpers import REPO, NodeHome, run_cli, set_config
 from tests.network_helpers import LocalTestnet, wait_until
@@ -106,10 +106,13 @@ class Scenario:
         return sorted(out, key=lambda p: p.at_s)
 
 
-def free_port_range(count: int, start: int = 30000) -> int:
-    """A base port with `count` consecutive free loopback ports (random start per pid)."""
-    base = start + (os.getpid() * 97) % 20000
-    while True:
+def free_port_range(count: int, start: int = 10000) -> int:
+    """A base port with `count` consecutive free loopback ports (random start per pid),
+    below the kernel's ephemeral range: after a kill, another process's outgoing connection
+    could otherwise take a node's port before the node restarts."""
+    span = max(ephemeral_port_floor() - count - start, 1)
+    base = start + (os.getpid() * 97) % span
+    for _ in range(span):
         ok = True
         for port in range(base, base + count):
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -120,7 +123,8 @@ def free_port_range(count: int, start: int = 30000) -> int:
                     break
         if ok:
             return base
-        base = start + (base + count + 7 - start) % 25000
+        base = start + (base + count + 7 - start) % span
+    raise RuntimeError("no free loopback port range below the ephemeral ports")
 
 
 class Run:
