@@ -114,7 +114,7 @@ class NodeNetworkHandler:
         self.peers: dict[bytes, PeerState] = {}
         self.seen = BoundedSet(SEEN_CACHE)
         self._tx_outbox: list[Any] = []
-        self._tx_inbox: list[tuple[bytes, list[bytes]]] = []
+        self._tx_inbox: list[tuple[bytes, list[tuple[bytes, bytes]]]] = []  # peer, (hash, raw)
         self._tx_task: asyncio.Task | None = None
         self.dropped_tx_batches = 0
         self._flush_scheduled = False
@@ -264,7 +264,7 @@ class NodeNetworkHandler:
             tx_hash = sha256(raw)
             peer.known_txs.add(tx_hash)  # never send it back
             if tx_hash not in self.node.mempool:
-                fresh.append(raw)
+                fresh.append((tx_hash, raw))
         if not fresh:
             return
         if len(self._tx_inbox) >= TX_INBOX_BATCHES:
@@ -280,16 +280,16 @@ class NodeNetworkHandler:
         """Verify gossiped txs in the pool, then admit them in arrival order."""
         while self._tx_inbox and not self.node.stopping:
             batches, self._tx_inbox = self._tx_inbox, []
-            await self.node.verifier.check_many([raw for _, raws in batches for raw in raws])
+            await self.node.verifier.check_many([raw for _, txs in batches for _, raw in txs])
             if self.node.stopping:
                 return
-            for peer_id, raws in batches:
-                for raw in raws:
-                    self._admit_gossiped(peer_id, raw)
+            for peer_id, txs in batches:
+                for tx_hash, raw in txs:
+                    self._admit_gossiped(peer_id, tx_hash, raw)
 
-    def _admit_gossiped(self, peer_id: bytes, raw: bytes) -> None:
+    def _admit_gossiped(self, peer_id: bytes, tx_hash: bytes, raw: bytes) -> None:
         try:
-            self.node.submit(raw)
+            self.node.submit(raw, tx_hash)
         except MempoolError as err:
             if 100 <= err.code < 200 and self.network is not None:
                 # malformed or mis-signed: nobody honest relays it

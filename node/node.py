@@ -224,7 +224,7 @@ class Node:
         self.last_commit_time_ms = now_ms()
         hashes = [tx.hash for tx in committed.txs]
         execution = committed.execution
-        self.verifier.discard(tx.hash for tx in committed.txs)
+        self.verifier.discard(hashes)
         self.mempool.update(self.db.state, block.height, block.header.time_ms, hashes,
                             only_txs_changed_state=not execution.events
                             and not execution.validator_updates)
@@ -246,9 +246,10 @@ class Node:
 
     # --- txs ------------------------------------------------------------------------------
 
-    def submit(self, raw: bytes) -> vm.Tx:
-        """Stateless + stateful checks and admission. Raises MempoolError."""
-        tx = self.verifier.take(sha256(raw)) or self.mempool.decode(raw)
+    def submit(self, raw: bytes, tx_hash: bytes | None = None) -> vm.Tx:
+        """Stateless + stateful checks and admission. Raises MempoolError. `tx_hash`, when
+        the caller has it already, spares hashing `raw` again."""
+        tx = self.verifier.take(tx_hash or sha256(raw)) or self.mempool.decode(raw)
         added = self.mempool.add(tx)
         if added:
             self.driver.txs_available()

@@ -51,10 +51,9 @@ class StateStore:
         cache = self._cache
         if key in cache:
             return cache[key]
-        value = self._get(NS_STATE + key)
-        if len(cache) >= self._cache_entries:
-            del cache[next(iter(cache))]  # oldest first: cheap, and good enough here
-        cache[key] = value
+        value = cache[key] = self._get(NS_STATE + key)
+        if len(cache) > self._cache_entries:
+            self._trim()
         return value
 
     def remember(self, changes: Iterable[StateChange]) -> None:
@@ -63,10 +62,14 @@ class StateStore:
         cache = self._cache
         for key, value in changes:
             cache[key] = value
-        excess = len(cache) - self._cache_entries
-        if excess > 0:
-            for key in list(itertools.islice(cache, excess)):
-                del cache[key]
+        if len(cache) > self._cache_entries:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Drop the oldest entries beyond the bound (insertion order: cheap, good enough)."""
+        cache = self._cache
+        for key in list(itertools.islice(cache, len(cache) - self._cache_entries)):
+            del cache[key]
 
     def forget(self) -> None:
         self._cache.clear()
