@@ -113,3 +113,24 @@ async def test_gossiped_txs_are_verified_then_admitted(live_node) -> None:  # no
     finally:
         node.network = None
         node.net.stop()
+
+
+async def test_gossip_inbox_is_bounded(live_node) -> None:  # noqa: F811
+    from node.network import TX_INBOX_BATCHES
+
+    live = live_node
+    node = live.node
+    fake = FakeNetwork()
+    node.network = fake
+    try:
+        node.net.on_peer_connected(PEER)
+        seller = address_from_text(live.addr("merchant"))
+        # every batch arrives in one loop turn: none is drained before the next comes
+        for n in range(TX_INBOX_BATCHES + 5):
+            raw = bytes.fromhex(live.sign("buyer", T.TRANSFER, n, [seller, 1]))
+            node.net.on_message(PEER, TXS, encode([raw]))
+        assert len(node.net._tx_inbox) == TX_INBOX_BATCHES
+        assert node.net.dropped_tx_batches == 5
+    finally:
+        node.network = None
+        node.net.stop()
