@@ -8,7 +8,6 @@ is at, so the state and its meta record can never disagree.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -37,42 +36,57 @@ class StateStore:
     hash's buckets and nodes once more, and a LevelDB read costs far more than a dict's.
     The cache only ever holds what the store holds: ChainDB folds a block's changes in
     after its batch is written (`remember`), never before.
+
+    The cache has two generations of at most half the bound each: new entries go into the
+    young one; when it is full it becomes the old one and the old one is dropped whole, and
+    a read that hits the old generation moves the entry back to the young one. Evicting one
+    entry at a time from the front of a dict instead leaves a run of deleted slots that
+    every later scan from the front walks again (34 ms per block at 100,000 entries).
     """
 
-    __slots__ = ("_store", "_get", "_cache", "_cache_entries")
+    __slots__ = ("_store", "_get", "_young", "_old", "_generation")
 
     def __init__(self, store: KVStore, cache_entries: int = STATE_CACHE_ENTRIES) -> None:
         self._store = store
         self._get = store.get
-        self._cache: dict[bytes, bytes | None] = {}
-        self._cache_entries = cache_entries
+        self._young: dict[bytes, bytes | None] = {}
+        self._old: dict[bytes, bytes | None] = {}
+        self._generation = max(1, cache_entries // 2)
 
     def get(self, key: bytes) -> bytes | None:
-        cache = self._cache
-        if key in cache:
-            return cache[key]
-        value = cache[key] = self._get(NS_STATE + key)
-        if len(cache) > self._cache_entries:
-            self._trim()
+        young = self._young
+        if key in young:
+            return young[key]
+        old = self._old
+        value = old[key] if key in old else self._get(NS_STATE + key)
+        young[key] = value
+        if len(young) >= self._generation:
+            self._rotate()
         return value
 
     def remember(self, changes: Iterable[StateChange]) -> None:
         """`changes` are now in the store: keep the cache equal to it (and keep them, the
         next block is likely to read what this one wrote)."""
-        cache = self._cache
+        # A stale copy in the old generation is harmless: reads look in the young one
+        # first, and the old one is dropped whole at the next turn.
+        generation = self._generation
         for key, value in changes:
-            cache[key] = value
-        if len(cache) > self._cache_entries:
-            self._trim()
+            young = self._young
+            young[key] = value
+            if len(young) >= generation:
+                self._rotate()
 
-    def _trim(self) -> None:
-        """Drop the oldest entries beyond the bound (insertion order: cheap, good enough)."""
-        cache = self._cache
-        for key in list(itertools.islice(cache, len(cache) - self._cache_entries)):
-            del cache[key]
+    def _rotate(self) -> None:
+        self._old = self._young
+        self._young = {}
+
+    @property
+    def cached_entries(self) -> int:
+        return len(self._young) + len(self._old)
 
     def forget(self) -> None:
-        self._cache.clear()
+        self._young.clear()
+        self._old.clear()
 
     def iterate(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False

@@ -79,6 +79,34 @@ def test_read_cache_is_bounded():
     db.write_genesis_state([(bytes([i]), b"v") for i in range(100)], b"g")
     small = StateStore(db.store, cache_entries=10)
     assert all(small.get(bytes([i])) == b"v" for i in range(100))
-    assert len(small._cache) == 10
+    assert small.cached_entries <= 10
     small.remember([(bytes([i]), b"w") for i in range(50)])
-    assert len(small._cache) == 10
+    assert small.cached_entries <= 10
+
+
+def test_read_cache_never_answers_an_older_value_than_the_store():
+    """Writes and reads interleaved across many generation turns of a tiny cache: every
+    read answers what the store holds (a stale entry left in the old generation is caught)."""
+    import random
+
+    from storage.kv import WriteBatch
+    from storage.layout import NS_STATE
+    from storage.state import StateStore
+
+    db = ChainDB.open(None, "memory")
+    db.write_genesis_state([(bytes([i]), b"0") for i in range(30)], b"g")
+    small = StateStore(db.store, cache_entries=8)
+    rng = random.Random(7)
+    for step in range(2000):
+        key = bytes([rng.randrange(40)])
+        if rng.random() < 0.4:
+            value = None if rng.random() < 0.2 else b"%d" % step
+            batch = WriteBatch()
+            if value is None:
+                batch.delete(NS_STATE + key)
+            else:
+                batch.put(NS_STATE + key, value)
+            db.store.write(batch)
+            small.remember([(key, value)])
+        assert small.get(key) == db.store.get(NS_STATE + key)
+        assert small.cached_entries <= 8
