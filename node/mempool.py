@@ -64,6 +64,7 @@ class Mempool:
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._per_sender: dict[bytes, int] = {}
         self._parked: dict[bytes, dict[int, _Entry]] = {}
+        self._parked_hashes: set[bytes] = set()
         self._bytes = 0
         self._recent: OrderedDict[bytes, None] = OrderedDict()
         self._blocks_since_recheck = 0
@@ -75,8 +76,19 @@ class Mempool:
         return len(self._entries)
 
     def __contains__(self, tx_hash: bytes) -> bool:
-        return tx_hash in self._entries or any(
-            e.tx.hash == tx_hash for parked in self._parked.values() for e in parked.values())
+        """Pooled or parked."""
+        return tx_hash in self._entries or tx_hash in self._parked_hashes
+
+    def knows(self, tx_hash: bytes) -> bool:
+        """Pooled, parked or recently committed: `add` would refuse it as already known.
+        Checked by hash before any decoding or signature check, so the copies of a tx that
+        gossip brings from several peers cost a set lookup each."""
+        return tx_hash in self._entries or tx_hash in self._parked_hashes \
+            or tx_hash in self._recent
+
+    def refuse_known(self, tx_hash: bytes) -> None:
+        if self.knows(tx_hash):
+            raise MempoolError(TX_ALREADY_KNOWN, "tx_already_known", "tx is already known")
 
     def get(self, tx_hash: bytes) -> vm.Tx | None:
         entry = self._entries.get(tx_hash)
@@ -124,8 +136,7 @@ class Mempool:
     def add(self, tx: vm.Tx) -> list[vm.Tx]:
         """Admit a stateless-valid tx. Returns the txs that entered the pool (the tx itself,
         plus parked txs of its sender that it unblocked); [] when the tx was parked."""
-        if tx.hash in self._entries or tx.hash in self._recent or self._is_parked(tx):
-            raise MempoolError(TX_ALREADY_KNOWN, "tx_already_known", "tx is already known")
+        self.refuse_known(tx.hash)
         self._check_room(tx)
         expected = vm_query.nonce(self._check, tx.sender_address)
         if tx.nonce > expected:
@@ -169,10 +180,6 @@ class Mempool:
         self._per_sender[tx.sender_address] = self._per_sender.get(tx.sender_address, 0) + 1
         self._bytes += len(tx.raw)
 
-    def _is_parked(self, tx: vm.Tx) -> bool:
-        parked = self._parked.get(tx.sender_address, {})
-        return tx.nonce in parked and parked[tx.nonce].tx.hash == tx.hash
-
     def _park(self, tx: vm.Tx, expected: int) -> None:
         parked = self._parked.setdefault(tx.sender_address, {})
         if tx.nonce in parked or len(parked) >= MAX_PARKED_PER_SENDER or \
@@ -183,6 +190,7 @@ class Mempool:
             raise MempoolError(err.code, err.name,
                                f"nonce {tx.nonce} is too far ahead of the next nonce {expected}")
         parked[tx.nonce] = _Entry(tx, self._height)
+        self._parked_hashes.add(tx.hash)
 
     def _promote(self, sender: bytes) -> list[vm.Tx]:
         parked = self._parked.get(sender)
@@ -197,6 +205,7 @@ class Mempool:
             except MempoolError:
                 parked[expected] = entry  # acknowledged to its sender: wait for room
                 break
+            self._parked_hashes.discard(entry.tx.hash)
             try:
                 self._admit(entry.tx)
             except MempoolError:
@@ -299,6 +308,6 @@ class Mempool:
         expected = vm_query.nonce(self._check, sender)
         for nonce in [n for n in parked if n < expected
                       or self._height - parked[n].added_height >= self.limits.ttl_blocks]:
-            del parked[nonce]
+            self._parked_hashes.discard(parked.pop(nonce).tx.hash)
         if not parked:
             self._parked.pop(sender, None)

@@ -263,7 +263,7 @@ class NodeNetworkHandler:
         for raw in raws:
             tx_hash = sha256(raw)
             peer.known_txs.add(tx_hash)  # never send it back
-            if tx_hash not in self.node.mempool:
+            if not self.node.mempool.knows(tx_hash):
                 fresh.append((tx_hash, raw))
         if not fresh:
             return
@@ -280,7 +280,10 @@ class NodeNetworkHandler:
         """Verify gossiped txs in the pool, then admit them in arrival order."""
         while self._tx_inbox and not self.node.stopping:
             batches, self._tx_inbox = self._tx_inbox, []
-            await self.node.verifier.check_many([raw for _, txs in batches for _, raw in txs])
+            # Several peers relay the same tx: verify each once, and none admitted meanwhile.
+            knows = self.node.mempool.knows
+            unique = {h: raw for _, txs in batches for h, raw in txs if not knows(h)}
+            await self.node.verifier.check_many(list(unique.values()))
             if self.node.stopping:
                 return
             for peer_id, txs in batches:

@@ -249,7 +249,9 @@ class Node:
     def submit(self, raw: bytes, tx_hash: bytes | None = None) -> vm.Tx:
         """Stateless + stateful checks and admission. Raises MempoolError. `tx_hash`, when
         the caller has it already, spares hashing `raw` again."""
-        tx = self.verifier.take(tx_hash or sha256(raw)) or self.mempool.decode(raw)
+        tx_hash = tx_hash or sha256(raw)
+        self.mempool.refuse_known(tx_hash)  # before any decoding: gossip brings many copies
+        tx = self.verifier.take(tx_hash) or self.mempool.decode(raw)
         added = self.mempool.add(tx)
         if added:
             self.driver.txs_available()

@@ -74,6 +74,35 @@ def test_stale_nonce_refused_and_future_nonce_parked_until_gap_fills():
     assert info.value.code == E.BAD_NONCE.code
 
 
+def test_known_covers_pooled_parked_and_committed_and_follows_each_move():
+    chain = Chain()
+    pool = make(chain, ttl_blocks=3)
+    first, second, third = (transfer(chain) for _ in range(3))
+    h = [decode_tx(r, chain.params.chain_id).hash for r in (first, second, third)]
+    submit(pool, third)  # parked
+    assert h[2] in pool and pool.knows(h[2]) and h[0] not in pool
+    with pytest.raises(MempoolError) as info:
+        pool.refuse_known(h[2])
+    assert info.value.code == TX_ALREADY_KNOWN
+    submit(pool, first)
+    submit(pool, second)  # promotes the parked third: pooled now, not parked twice
+    assert all(x in pool for x in h) and len(pool) == 3
+    chain.block([first, second, third])
+    pool.update(chain.state, chain.height, 0, h)
+    assert not any(x in pool for x in h) and all(pool.knows(x) for x in h)
+    # a parked tx that expires leaves every set
+    lonely = transfer(chain, nonce=chain.nonces["alice"] + 1)
+    lonely_hash = decode_tx(lonely, chain.params.chain_id).hash
+    submit(pool, lonely)
+    assert lonely_hash in pool
+    for _ in range(3):
+        chain.empty_blocks(1)
+        pool.update(chain.state, chain.height, 0, [])
+    assert lonely_hash not in pool and not pool.knows(lonely_hash)
+    submit(pool, lonely)  # known no more: parked again
+    assert lonely_hash in pool
+
+
 def test_far_future_nonce_is_refused():
     chain = Chain()
     pool = make(chain)

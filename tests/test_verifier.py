@@ -134,3 +134,46 @@ async def test_gossip_inbox_is_bounded(live_node) -> None:  # noqa: F811
     finally:
         node.network = None
         node.net.stop()
+
+
+async def test_copies_relayed_by_several_peers_are_verified_once(live_node) -> None:  # noqa: F811
+    live = live_node
+    node = live.node
+    fake = FakeNetwork()
+    node.network = fake
+    other = b"\x02" * 32
+    decoded_on_loop = []
+    real_decode = node.mempool.decode
+
+    def counting_decode(raw: bytes):
+        decoded_on_loop.append(raw)
+        return real_decode(raw)
+
+    node.mempool.decode = counting_decode
+    try:
+        node.net.on_peer_connected(PEER)
+        node.net.on_peer_connected(other)
+        seller = address_from_text(live.addr("merchant"))
+        raws = [bytes.fromhex(live.sign("buyer", T.TRANSFER, n, [seller, 1])) for n in range(20)]
+        before = node.verifier.verified
+        # both peers relay the same batch in one loop turn: one inbox drain sees both
+        node.net.on_message(PEER, TXS, encode(raws))
+        node.net.on_message(other, TXS, encode(raws))
+
+        async def all_in() -> None:
+            while not all(node.mempool.knows(sha256(r)) for r in raws):
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(all_in(), 10)
+        await asyncio.sleep(0.05)
+        assert node.verifier.verified - before == 20
+        assert decoded_on_loop == []  # no copy was decoded or verified on the loop
+        # a late copy of known txs is refused by hash, before any decoding
+        for raw in raws:
+            node.net._admit_gossiped(other, sha256(raw), raw)
+        assert decoded_on_loop == [] and node.verifier.verified - before == 20
+        assert fake.punished == []
+    finally:
+        node.mempool.decode = real_decode
+        node.network = None
+        node.net.stop()
