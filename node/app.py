@@ -26,7 +26,6 @@ from storage.txindex import TxIndexEntry
 
 META_CHAIN_STATE = b"chain_state"
 META_GENESIS_HASH = b"genesis_hash"
-RESULTS_PREFIX = b"results:"
 # One record per committed tx (raw bytes + result), so a `tx` lookup is one read instead of
 # decoding its whole block and the block's results, as CometBFT's indexer does.
 TX_RECORD_PREFIX = b"txr:"
@@ -46,10 +45,6 @@ class CommittedBlock:
     txs: list[vm.Tx]
 
 
-def results_key(height: int) -> bytes:
-    return RESULTS_PREFIX + height.to_bytes(8, "big")
-
-
 def _result_list(r: vm.TxResult) -> list[Any]:
     # Event attributes are flat (name -> int, bytes or text): their (name, value) pairs are
     # stored in the VM's own deterministic order; `_result_dict` turns them back into a dict.
@@ -64,8 +59,9 @@ def _result_dict(item: list[Any]) -> dict[str, Any]:
             "events": [{"kind": k, "attributes": dict(a)} for k, a in events]}
 
 
-def decode_results(data: bytes) -> list[dict[str, Any]]:
-    return [_result_dict(item) for item in decode(data)]
+def decode_tx_record(data: bytes) -> tuple[bytes, dict[str, Any]]:
+    raw, result = decode(data)
+    return raw, _result_dict(result)
 
 
 def tx_record_key(tx_hash: bytes) -> bytes:
@@ -189,8 +185,8 @@ class CommerceApp:
             raise AppFault(f"committed block {block.height} executes to another app hash: "
                            "this node's state differs from the network's")
         updates = tuple(ValidatorUpdate(pk, power) for pk, power in execution.validator_updates)
-        # encoded once, stored twice (the block's results, each tx's record); encode_trusted:
-        # the node built these values itself, the canonical type walk is not needed
+        # each tx's result is stored once, in its tx record (the block's results are those of
+        # its txs); encode_trusted: the node built these values itself, no type walk needed
         result_lists = [_result_list(r) for r in execution.results]
         entries = [TxIndexEntry(tx.hash, i, r.code, tx.type, involved_addresses(tx, r))
                    for i, (tx, r) in enumerate(zip(txs, execution.results, strict=True))]
@@ -199,7 +195,6 @@ class CommerceApp:
             commit_bytes=certificate.encode(), state_changes=execution.changes,
             app_hash=execution.app_hash, tx_entries=entries,
             meta=[(META_CHAIN_STATE, next_chain_state(updates)),
-                  (results_key(block.height), encode_trusted(result_lists)),
                   *((tx_record_key(tx.hash), encode_trusted([tx.raw, r]))
                     for tx, r in zip(txs, result_lists, strict=True))],
         )
@@ -211,11 +206,4 @@ class CommerceApp:
     def tx_record(self, tx_hash: bytes) -> tuple[bytes, dict[str, Any]] | None:
         """(raw tx, result) of a committed tx, from its own record."""
         data = self.db.get_meta(tx_record_key(tx_hash))
-        if data is None:
-            return None
-        raw, result = decode(data)
-        return raw, _result_dict(result)
-
-    def block_results(self, height: int) -> list[dict[str, Any]] | None:
-        data = self.db.get_meta(results_key(height))
-        return None if data is None else decode_results(data)
+        return None if data is None else decode_tx_record(data)

@@ -39,7 +39,7 @@ from consensus.validators import Validator, ValidatorSet
 from core.encoding import decode
 from core.errors import DecodeError
 from core.hashing import sha256
-from node.app import META_CHAIN_STATE, META_GENESIS_HASH, decode_results, results_key
+from node.app import META_CHAIN_STATE, META_GENESIS_HASH, decode_tx_record, tx_record_key
 from node.config import ConfigError, load_config
 from node.genesis import Genesis, GenesisError, load_genesis
 from node.home import Home
@@ -270,17 +270,18 @@ def _check_blocks(db: ChainDB, genesis: Genesis, stored: ChainState, limits: Blo
 def _check_block_txs(db: ChainDB, height: int, block: Block, report: Report) -> None:
     hashes = [sha256(raw) for raw in block.txs]
     report.txs_checked += len(hashes)
-    raw_results = db.get_meta(results_key(height))
-    if raw_results is None:
-        report.problem(f"block {height}: no tx results stored")
-    else:
+    for tx_hash, raw in zip(hashes, block.txs, strict=True):
+        data = db.get_meta(tx_record_key(tx_hash))
+        if data is None:
+            report.problem(f"block {height}: tx {tx_hash.hex()[:16]}: no tx record (result) stored")
+            continue
         try:
-            results = decode_results(raw_results)
+            stored_raw, result = decode_tx_record(data)
         except (DecodeError, ValueError, TypeError) as exc:
-            report.problem(f"block {height}: tx results do not decode: {exc}")
-        else:
-            if [r["hash"] for r in results] != hashes:
-                report.problem(f"block {height}: tx results do not name the block's txs")
+            report.problem(f"block {height}: tx {tx_hash.hex()[:16]}: tx record does not decode: {exc}")
+            continue
+        if stored_raw != raw or result["hash"] != tx_hash:
+            report.problem(f"block {height}: tx {tx_hash.hex()[:16]}: tx record names another tx")
     try:
         refs = db.txs.by_height(height)
     except StorageError as exc:

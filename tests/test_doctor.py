@@ -22,7 +22,7 @@ from consensus.block import Block
 from consensus.messages import CommitCertificate
 from core.address import address_from_text
 from core.encoding import decode, encode
-from node.app import results_key
+from node.app import tx_record_key
 from node.doctor import DoctorError, check_home
 from node.home import Home
 from storage.kv import WriteBatch
@@ -111,8 +111,10 @@ def _tamper_state_value(store, batch) -> None:
 
 
 def _drop_results(store, batch) -> None:
-    height, _ = _block_with_txs(store)
-    batch.delete(NS_META + results_key(height))
+    from core.hashing import sha256
+
+    _, block = _block_with_txs(store)
+    batch.delete(NS_META + tx_record_key(sha256(block.txs[-1])))
 
 
 def _misindex_tx(store, batch) -> None:
@@ -140,7 +142,7 @@ def _swap_blocks(store, batch) -> None:
 @pytest.mark.parametrize(("damage", "needle"), [
     (_drop_block, "block 2: missing"),
     (_tamper_state_value, "recomputing the app hash"),
-    (_drop_results, "no tx results"),
+    (_drop_results, "no tx record (result)"),
     (_misindex_tx, "is indexed at"),
     (_bad_commit_signature, "block 3: commit certificate"),
     (_swap_blocks, "block 2: stored under height 2 but says 3"),
@@ -191,7 +193,7 @@ def test_cli_exit_codes_and_output(copy_home: Path) -> None:
     _edit(copy_home, _drop_results)
     broken = run_cli("doctor", "--home", str(copy_home), check=False)
     assert broken.returncode == 1
-    assert "no tx results" in broken.stdout and "Traceback" not in broken.stderr
+    assert "no tx record (result)" in broken.stdout and "Traceback" not in broken.stderr
     # A locked DB (the node is running) is one clear line, not a traceback.
     holder = subprocess.Popen(
         [sys.executable, "-c",
