@@ -13,9 +13,12 @@ kind 1 = data record (opaque bytes), kind 2 = height marker (payload: height, 8 
 A crash can leave the last frame half-written. Opening the WAL scans it and truncates the
 file at the first frame that is incomplete or fails its CRC (`truncated_bytes` says how
 much was dropped), so replay yields only whole records and later appends are not hidden
-behind garbage. `start_height(h)` replaces the file with one holding only the marker for
-h: records of finished heights are not needed (their blocks are in the block store), which
-bounds the file to one height's records; `max_file_size` bounds that.
+behind garbage. `start_height(h)` appends a marker for h; the records of a height are
+those after its marker. Records of finished heights are not needed (their blocks are in
+the block store), so once the file is past `rotate_size` the next `start_height` replaces
+it with one holding only the new marker: the file stays under `rotate_size` plus one
+height's records, and `max_file_size` bounds those. (Replacing the file at every height
+cost two fsyncs, a rename and a directory fsync per block.)
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ _FRAME = struct.Struct(">IIB")  # length, crc, kind
 _U64 = struct.Struct(">Q")
 DEFAULT_MAX_RECORD = 4 * 1024 * 1024
 DEFAULT_MAX_FILE = 256 * 1024 * 1024
+DEFAULT_ROTATE = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +92,12 @@ class WAL:
         *,
         max_record_size: int = DEFAULT_MAX_RECORD,
         max_file_size: int = DEFAULT_MAX_FILE,
+        rotate_size: int = DEFAULT_ROTATE,
     ) -> None:
         self.path = os.fspath(path)
         self.max_record_size = max_record_size
         self.max_file_size = max_file_size
+        self.rotate_size = min(rotate_size, max_file_size // 2)
         self.truncated_bytes = 0
         self._fd = -1
         self._recover()
@@ -165,9 +171,18 @@ class WAL:
             os.fsync(self._fd)
 
     def start_height(self, height: int) -> None:
-        """Begin `height`: atomically replace the file with just its marker."""
+        """Begin `height`: append its marker, or, once the file is past `rotate_size`,
+        atomically replace the file with just the marker.
+
+        An appended marker is not synced here: it becomes durable with the next `sync()`,
+        which the node runs before any signed message of the height leaves. A crash before
+        that leaves the previous marker last, whose height is committed: stale, ignored."""
         check_height(height)
-        content = MAGIC + _frame(KIND_MARKER, _U64.pack(height))
+        marker = _frame(KIND_MARKER, _U64.pack(height))
+        if self._size <= self.rotate_size:
+            self._write(marker, sync=False)
+            return
+        content = MAGIC + marker
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

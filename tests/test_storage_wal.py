@@ -28,8 +28,20 @@ def test_append_and_replay_in_order(tmp_path):
         assert data_records(wal)[-1] == b"five"
 
 
-def test_start_height_truncates_and_marks(tmp_path):
-    with WAL(tmp_path / "wal") as wal:
+def test_start_height_marks_and_the_file_turns_over_past_its_rotate_size(tmp_path):
+    with WAL(tmp_path / "big") as wal:  # far below the rotate size: markers are appended
+        wal.append(b"old")
+        wal.start_height(7)
+        wal.append(b"a")
+        size = wal.size
+        wal.start_height(8)
+        assert wal.size > size and wal.records_since_last_marker() == (8, [])
+        wal.append(b"b")
+        wal.sync()
+    with WAL(tmp_path / "big") as wal:
+        assert wal.records_since_last_marker() == (8, [b"b"])
+        assert [e.height for e in wal.replay() if e.kind == KIND_MARKER] == [7, 8]
+    with WAL(tmp_path / "wal", rotate_size=1) as wal:
         assert wal.records_since_last_marker() == (None, [])
         wal.append(b"old")
         wal.start_height(7)
