@@ -23,7 +23,7 @@ from core.address import address_from_pubkey, address_to_text
 from core.keys import PrivateKey
 from node.genesis import load_genesis
 from node.home import Home, init_home
-from node.node import Node
+from node.node import Node, tune_gc
 
 CHAIN_ID = "bench-inprocess"
 
@@ -46,6 +46,7 @@ async def run(senders: int, per_sender: int, deep: bool) -> dict:
             for nonce in range(per_sender) for i, key in enumerate(keys)]
     node = Node(home, network_factory=None)
     await node.start()
+    tune_gc()
     first = node.engine.chain.last_height
     start = time.perf_counter()
     for i in range(0, len(raws), 500):
