@@ -46,6 +46,7 @@ from core.hashing import sha256
 from core.keys import DOMAIN_PROPOSAL, signing_payload
 from node.driver import now_ms
 from node.mempool import MempoolError
+from node.verifier import MIN_CHUNK
 
 if TYPE_CHECKING:
     from node.node import Node
@@ -122,6 +123,7 @@ class NodeNetworkHandler:
         self._sync_task: asyncio.Task | None = None
         self._apply_task: asyncio.Task | None = None
         self._verifying: dict[int, asyncio.Task] = {}
+        self._proposal_tasks: set[asyncio.Task] = set()
         self.synced_blocks = 0
 
     @property
@@ -212,7 +214,29 @@ class NodeNetworkHandler:
             event = ProposalReceived(message, now_ms())
         self.seen.add(digest)
         self.network.broadcast(CONSENSUS, payload, exclude=peer_id)
+        if isinstance(event, ProposalReceived) and self._verify_first(event):
+            return
         self.node.driver.feed(event)
+
+    def _verify_first(self, event: ProposalReceived) -> bool:
+        """A proposal often carries txs whose gossip has not reached us yet: executing it
+        would decode and verify them on the loop. Verify those in the pool first and feed
+        the proposal when they are done (votes that arrive meanwhile go ahead: the engine
+        takes a round's messages in any order). False: nothing to verify, feed it now."""
+        known = self.node.known_tx
+        unknown = [raw for raw in event.proposal.block.txs if known(sha256(raw)) is None]
+        if len(unknown) < MIN_CHUNK:
+            return False
+
+        async def verify_then_feed() -> None:
+            await self.node.verifier.check_many(unknown)
+            if not self.node.stopping:
+                self.node.driver.feed(event)
+
+        task = asyncio.get_running_loop().create_task(verify_then_feed())
+        self._proposal_tasks.add(task)
+        task.add_done_callback(self._proposal_tasks.discard)
+        return True
 
     def _help_peer_behind(self, peer_id: bytes, peer: PeerState, height: int) -> None:
         if not peer.sent_commit_heights.add(height.to_bytes(8, "big")):
@@ -281,8 +305,9 @@ class NodeNetworkHandler:
         while self._tx_inbox and not self.node.stopping:
             batches, self._tx_inbox = self._tx_inbox, []
             # Several peers relay the same tx: verify each once, and none admitted meanwhile.
-            knows = self.node.mempool.knows
-            unique = {h: raw for _, txs in batches for h, raw in txs if not knows(h)}
+            knows, verified = self.node.mempool.knows, self.node.verifier.get
+            unique = {h: raw for _, txs in batches for h, raw in txs
+                      if not knows(h) and verified(h) is None}
             await self.node.verifier.check_many(list(unique.values()))
             if self.node.stopping:
                 return
@@ -448,7 +473,8 @@ class NodeNetworkHandler:
         if self._tx_task is not None:
             self._tx_task.cancel()
         self._tx_inbox.clear()
-        for task in (self._sync_task, self._apply_task, *self._verifying.values()):
+        for task in (self._sync_task, self._apply_task, *self._verifying.values(),
+                     *self._proposal_tasks):
             if task is not None:
                 task.cancel()
         self._verifying.clear()

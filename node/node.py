@@ -133,7 +133,7 @@ class Node:
         self.db = ChainDB.open(self.home.db_path, cfg.get("storage", "backend"),
                                **({"cache_bytes": cfg.get("storage", "cache_bytes")}
                                   if cfg.get("storage", "backend") == "leveldb" else {}))
-        self.app = CommerceApp(self.db, self.genesis, known_tx=self._known_tx)
+        self.app = CommerceApp(self.db, self.genesis, known_tx=self.known_tx)
         self.app.ensure_genesis()
         chain = self._load_chain_state()
         block_time = chain.last_block_time_ms
@@ -213,7 +213,7 @@ class Node:
                 break
         return events
 
-    def _known_tx(self, tx_hash: bytes) -> vm.Tx | None:
+    def known_tx(self, tx_hash: bytes) -> vm.Tx | None:
         if not hasattr(self, "mempool"):
             return None
         return self.mempool.get(tx_hash) or self.verifier.get(tx_hash)

@@ -177,3 +177,40 @@ async def test_copies_relayed_by_several_peers_are_verified_once(live_node) -> N
         node.mempool.decode = real_decode
         node.network = None
         node.net.stop()
+
+
+async def test_a_proposal_with_unknown_txs_is_fed_after_they_are_verified(live_node) -> None:  # noqa: F811
+    from types import SimpleNamespace
+
+    from consensus.events import ProposalReceived
+    from node.verifier import MIN_CHUNK
+
+    live = live_node
+    node = live.node
+    seller = address_from_text(live.addr("merchant"))
+    raws = [bytes.fromhex(live.sign("buyer", T.TRANSFER, n, [seller, 1]))
+            for n in range(MIN_CHUNK + 8)]
+    fed = []
+    real_feed = node.driver.feed
+
+    def recording_feed(event):
+        if isinstance(event, ProposalReceived):
+            # by now every tx of the block is decoded and verified, ready for execution
+            fed.append(all(node.known_tx(sha256(r)) is not None for r in raws))
+        else:
+            real_feed(event)
+
+    node.driver.feed = recording_feed
+    try:
+        event = ProposalReceived(SimpleNamespace(block=SimpleNamespace(txs=tuple(raws))), 0)
+        assert node.net._verify_first(event)
+        assert fed == []  # not fed before the pool is done
+        for _ in range(200):
+            if fed:
+                break
+            await asyncio.sleep(0.01)
+        assert fed == [True]
+        # a proposal whose txs are all known is fed at once
+        assert not node.net._verify_first(event)
+    finally:
+        node.driver.feed = real_feed
