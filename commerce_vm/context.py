@@ -49,4 +49,3 @@ class BlockExecution:
     app_hash: bytes
     validator_updates: list[tuple[bytes, int]]  # (pubkey, power; 0 = removed), effective at H+2
     events: list[Event]  # block-level events (expirations, validator changes)
-    results_hash: bytes  # Merkle root over the included txs' [hash, code, fee_charged]

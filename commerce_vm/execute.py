@@ -14,9 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from core.encoding import encode_trusted
-from core.merkle import merkle_root
-
 from . import commerce, governance
 from . import errors as E
 from . import txtypes as T
@@ -128,9 +125,6 @@ def execute_block(state: StateReader, params: GenesisParams, ctx: BlockContext,
         _collect_updates(result.events, updates)
     block_events += end_block(lg, params, ctx)
     app_hash = update_app_hash(block, list(block.writes.items()))
-    results_hash = merkle_root(
-        [encode_trusted([r.hash, r.code, r.fee_charged]) for r in results if r.included]
-    )
     return BlockExecution(
         results=results,
         included=included,
@@ -138,5 +132,4 @@ def execute_block(state: StateReader, params: GenesisParams, ctx: BlockContext,
         app_hash=app_hash,
         validator_updates=sorted(updates.items()),
         events=block_events,
-        results_hash=results_hash,
     )

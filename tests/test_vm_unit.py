@@ -201,7 +201,7 @@ def test_block_is_deterministic_and_base_untouched() -> None:
     two = execute_block(chain.state, chain.params, chain.context(), txs, drop_rejected=False)
     assert chain.state.items() == before
     assert one.app_hash == two.app_hash and one.changes == two.changes
-    assert one.results == two.results and one.results_hash == two.results_hash
+    assert one.results == two.results
     assert [k for k, _ in one.changes] == sorted(k for k, _ in one.changes)
 
 
