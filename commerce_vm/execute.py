@@ -13,6 +13,7 @@ business-rule failure -> included as failed: fee charged, nonce incremented, not
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import commerce, governance
 from . import errors as E
@@ -26,6 +27,9 @@ from .state import Overlay, StateReader
 from .tx import Tx, check_stateless, verify_tx_signature
 
 Handler = Callable[[Ledger, BlockContext, GenesisParams, Tx], list[Event]]
+# Runs a tx's handler after its fee and nonce are taken (see run_handler); reuse.py has one
+# that applies an earlier run's recorded writes where they are still valid.
+HandlerRunner = Callable[[Overlay, GenesisParams, BlockContext, Tx], TxResult]
 
 HANDLERS: dict[int, Handler] = {
     T.TRANSFER: commerce.transfer,
@@ -51,8 +55,23 @@ def _result(tx: Tx, code: int, name: str, message: str, included: bool, fee: int
     return TxResult(tx.hash, code, name, message, included, fee, tx.type, events or [])
 
 
-def _apply(block: Overlay, params: GenesisParams, ctx: BlockContext, tx: Tx
-           ) -> tuple[TxResult, E.VMError | None]:
+def run_handler(block: Overlay, params: GenesisParams, ctx: BlockContext, tx: Tx) -> TxResult:
+    """The tx's own effect, on a child of `block`: kept if it succeeds, dropped if it fails
+    (the tx is then included as failed, its fee already charged)."""
+    return handle_in(Overlay(block), params, ctx, tx)
+
+
+def handle_in(child: Overlay, params: GenesisParams, ctx: Any, tx: Tx) -> TxResult:
+    try:
+        events = HANDLERS[tx.type](Ledger(child), ctx, params, tx)
+    except E.VMError as err:
+        return _result(tx, err.code, err.name, err.message, True, tx.fee)
+    child.commit_into_parent()
+    return _result(tx, E.OK, "ok", "", True, tx.fee, events)
+
+
+def _apply(block: Overlay, params: GenesisParams, ctx: BlockContext, tx: Tx,
+           run: HandlerRunner = run_handler) -> tuple[TxResult, E.VMError | None]:
     lg = Ledger(block)
     try:
         check_stateless(tx, params)
@@ -70,18 +89,13 @@ def _apply(block: Overlay, params: GenesisParams, ctx: BlockContext, tx: Tx
     lg.put_account(tx.sender_address, account)
     if tx.fee:
         lg.set_pool(lg.pool() + tx.fee)  # fees fund the rewards pool: supply is conserved
-    child = Overlay(block)
-    try:
-        events = HANDLERS[tx.type](Ledger(child), ctx, params, tx)
-    except E.VMError as err:
-        return _result(tx, err.code, err.name, err.message, True, tx.fee), None
-    child.commit_into_parent()
-    return _result(tx, E.OK, "ok", "", True, tx.fee, events), None
+    return run(block, params, ctx, tx), None
 
 
-def apply_tx(state: Overlay, params: GenesisParams, ctx: BlockContext, tx: Tx) -> TxResult:
+def apply_tx(state: Overlay, params: GenesisParams, ctx: BlockContext, tx: Tx,
+             run: HandlerRunner = run_handler) -> TxResult:
     """Execute one tx into `state` (an Overlay the caller owns). A rejected tx writes nothing."""
-    return _apply(state, params, ctx, tx)[0]
+    return _apply(state, params, ctx, tx, run)[0]
 
 
 def check_tx(state: StateReader, params: GenesisParams, ctx: BlockContext, tx: Tx) -> TxResult:
@@ -101,9 +115,11 @@ def _collect_updates(events: list[Event], updates: dict[bytes, int]) -> None:
 
 
 def execute_block(state: StateReader, params: GenesisParams, ctx: BlockContext,
-                  txs: Sequence[Tx], *, drop_rejected: bool) -> BlockExecution:
+                  txs: Sequence[Tx], *, drop_rejected: bool,
+                  run: HandlerRunner = run_handler) -> BlockExecution:
     """Execute a block on top of `state` (not modified). Raises E.BlockInvalid when
-    drop_rejected is False and some tx cannot be included."""
+    drop_rejected is False and some tx cannot be included. `run` runs each included tx's
+    handler (reuse.Replaying gives the same results from earlier recorded runs)."""
     if ctx.chain_id != params.chain_id:
         raise ValueError(f"block context is for chain {ctx.chain_id!r}, params for {params.chain_id!r}")
     block = Overlay(state)
@@ -114,7 +130,7 @@ def execute_block(state: StateReader, params: GenesisParams, ctx: BlockContext,
     updates: dict[bytes, int] = {}  # pubkey -> final power, in the order changes happened
     _collect_updates(block_events, updates)
     for index, tx in enumerate(txs):
-        result, error = _apply(block, params, ctx, tx)
+        result, error = _apply(block, params, ctx, tx, run)
         results.append(result)
         if not result.included:
             if not drop_rejected:

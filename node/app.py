@@ -1,7 +1,9 @@
 """commerce_vm and the chain database behind consensus's Application boundary.
 
 Blocks are executed once per node: the proposer's prepare_proposal or a validator's
-process_proposal leaves the BlockExecution in a small cache, and the commit reuses it. The
+process_proposal leaves the BlockExecution in a small cache, and the commit reuses it.
+Within that execution, a tx whose mempool check ran on the same values it meets in the
+block is not run again: its recorded writes are applied (commerce_vm.reuse). The
 commit writes block, certificate, state changes, tx index, tx results and the next
 consensus ChainState in ONE synced batch, so a crash leaves all of it or none of it.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import commerce_vm as vm
+from commerce_vm.reuse import HandlerRecord, Replaying
 from consensus.app import PreparedProposal, ProcessedProposal
 from consensus.block import Block
 from consensus.messages import CommitCertificate
@@ -80,11 +83,14 @@ def involved_addresses(tx: vm.Tx, result: vm.TxResult) -> list[bytes]:
 
 class CommerceApp:
     def __init__(self, db: ChainDB, genesis: Genesis,
-                 known_tx: Callable[[bytes], vm.Tx | None] = lambda _h: None):
+                 known_tx: Callable[[bytes], vm.Tx | None] = lambda _h: None,
+                 check_record: Callable[[bytes], HandlerRecord | None] = lambda _h: None):
         self.db = db
         self.genesis = genesis
         self.params = genesis.params
         self.known_tx = known_tx  # mempool lookup: reuse decoded, signature-checked txs
+        self.check_record = check_record  # mempool lookup: reuse still-valid check runs
+        self.reused_runs = 0  # handler runs taken from check records (metrics, tests)
         self._cache: dict[bytes, tuple[vm.BlockExecution, list[vm.Tx]]] = {}
 
     # --- setup ---------------------------------------------------------------------------
@@ -143,7 +149,10 @@ class CommerceApp:
     def prepare_proposal(self, template: Block, candidates: Sequence[vm.Tx],
                          validators_at: Callable[[int], ValidatorSet]) -> PreparedProposal:
         ctx = self._context(template, validators_at)
-        execution = vm.execute_block(self.state, self.params, ctx, candidates, drop_rejected=True)
+        replaying = Replaying(self.check_record)
+        execution = vm.execute_block(self.state, self.params, ctx, candidates,
+                                     drop_rejected=True, run=replaying)
+        self.reused_runs += replaying.reused
         included = list(execution.included)
         execution.results = [r for r in execution.results if r.included]
         key = self._key(ctx.height, ctx.time, ctx.proposer, [t.hash for t in included],
@@ -160,7 +169,10 @@ class CommerceApp:
         cached = self._cache.get(key)
         if cached is not None:
             return key, cached[0], cached[1]
-        execution = vm.execute_block(self.state, self.params, ctx, txs, drop_rejected=False)
+        replaying = Replaying(self.check_record)
+        execution = vm.execute_block(self.state, self.params, ctx, txs, drop_rejected=False,
+                                     run=replaying)
+        self.reused_runs += replaying.reused
         self._remember(key, execution, txs)
         return key, execution, txs
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import commerce_vm as vm
 from commerce_vm import errors as vm_errors
 from commerce_vm import query as vm_query
+from commerce_vm.reuse import HandlerRecord, Recorder
 from node.rpc.errors import MEMPOOL_FULL, TX_ALREADY_KNOWN
 
 MAX_PARKED_PER_SENDER = 64
@@ -54,6 +55,7 @@ class MempoolError(Exception):
 class _Entry:
     tx: vm.Tx
     added_height: int
+    record: HandlerRecord | None = None  # its check run, for block execution to reuse
 
 
 class Mempool:
@@ -93,6 +95,12 @@ class Mempool:
     def get(self, tx_hash: bytes) -> vm.Tx | None:
         entry = self._entries.get(tx_hash)
         return None if entry is None else entry.tx
+
+    def record(self, tx_hash: bytes) -> HandlerRecord | None:
+        """The handler run of the tx's check, which block execution may reuse where its
+        reads still hold (commerce_vm.reuse)."""
+        entry = self._entries.get(tx_hash)
+        return None if entry is None else entry.record
 
     @property
     def size_bytes(self) -> int:
@@ -158,21 +166,22 @@ class Mempool:
             raise MempoolError(MEMPOOL_FULL, "sender_limit",
                                f"sender already has {self.limits.max_txs_per_sender} txs waiting")
 
-    def _try(self, tx: vm.Tx) -> vm.TxResult:
+    def _try(self, tx: vm.Tx) -> tuple[vm.TxResult, HandlerRecord | None]:
         """Run `tx` on the check state; keep its writes only if it succeeds. A child overlay
         means a failing tx costs one execution, never a rebuild of the whole check state."""
         child = vm.Overlay(self._check)
-        result = vm.apply_tx(child, self.params, self._ctx, tx)
+        recorder = Recorder()
+        result = vm.apply_tx(child, self.params, self._ctx, tx, recorder)
         if result.code == vm_errors.OK:
             child.commit_into_parent()
-        return result
+        return result, recorder.record
 
     def _admit(self, tx: vm.Tx) -> None:
-        result = self._try(tx)
+        result, record = self._try(tx)
         if result.code != vm_errors.OK:
             # Included-as-failed would charge a fee for nothing: refuse it at the door.
             raise MempoolError(result.code, result.name, result.message)
-        self._count_in(_Entry(tx, self._height))
+        self._count_in(_Entry(tx, self._height, record))
 
     def _count_in(self, entry: _Entry) -> None:
         tx = entry.tx
@@ -294,7 +303,8 @@ class Mempool:
         dropped: list[vm.Tx] = []
         for entry in entries:
             expired = self._height - entry.added_height >= self.limits.ttl_blocks
-            if expired or self._try(entry.tx).code != vm_errors.OK:
+            result, entry.record = (None, None) if expired else self._try(entry.tx)
+            if result is None or result.code != vm_errors.OK:
                 dropped.append(entry.tx)
             else:
                 self._count_in(entry)

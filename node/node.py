@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import commerce_vm as vm
+from commerce_vm.reuse import HandlerRecord
 from consensus.chain import BlockLimits, ChainState
 from consensus.engine import ConsensusEngine, EngineConfig
 from consensus.errors import WALError as ConsensusWALError
@@ -133,7 +134,8 @@ class Node:
         self.db = ChainDB.open(self.home.db_path, cfg.get("storage", "backend"),
                                **({"cache_bytes": cfg.get("storage", "cache_bytes")}
                                   if cfg.get("storage", "backend") == "leveldb" else {}))
-        self.app = CommerceApp(self.db, self.genesis, known_tx=self.known_tx)
+        self.app = CommerceApp(self.db, self.genesis, known_tx=self.known_tx,
+                               check_record=self.check_record)
         self.app.ensure_genesis()
         chain = self._load_chain_state()
         block_time = chain.last_block_time_ms
@@ -217,6 +219,9 @@ class Node:
         if not hasattr(self, "mempool"):
             return None
         return self.mempool.get(tx_hash) or self.verifier.get(tx_hash)
+
+    def check_record(self, tx_hash: bytes) -> HandlerRecord | None:
+        return self.mempool.record(tx_hash) if hasattr(self, "mempool") else None
 
     # --- commit ---------------------------------------------------------------------------
 

@@ -103,6 +103,21 @@ def test_known_covers_pooled_parked_and_committed_and_follows_each_move():
     assert lonely_hash in pool
 
 
+def test_each_pooled_tx_keeps_the_record_of_its_check_run():
+    chain = Chain()
+    pool = make(chain)
+    raws = [transfer(chain) for _ in range(2)]
+    for raw in raws:
+        submit(pool, raw)
+    first, second = (decode_tx(r, chain.params.chain_id).hash for r in raws)
+    record = pool.record(second)
+    assert record is not None and record.result.code == E.OK
+    assert pool.record(b"\x00" * 32) is None
+    chain.block(raws[:1])
+    pool.update(chain.state, chain.height, 0, [first])  # a full re-check runs it again
+    assert pool.record(first) is None and pool.record(second) is not record
+
+
 def test_far_future_nonce_is_refused():
     chain = Chain()
     pool = make(chain)

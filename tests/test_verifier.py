@@ -82,9 +82,12 @@ async def test_rpc_batch_is_verified_in_the_pool_and_answered_in_order(live_node
     # nonces 21.. wait for nonce 20, which never came: parked, answered code 0
     assert all(by_id[i]["result"]["code"] == 0 for i in range(21, 40))
     assert node.verifier.verified - before == 39  # the pool checked every good tx
+    reused_before = node.app.reused_runs
     await live.wait_height(node.engine.chain.last_height + 2)
     account = await live.rpc("account", address=live.addr("buyer"))
     assert account["nonce"] == 20
+    # the proposal applied the mempool check runs instead of running the transfers again
+    assert node.app.reused_runs - reused_before == 20
 
 
 async def test_gossiped_txs_are_verified_then_admitted(live_node) -> None:  # noqa: F811

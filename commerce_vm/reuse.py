@@ -1,0 +1,122 @@
+"""Re-using a tx's handler run from an earlier execution (the mempool check) in a block.
+
+A handler is a pure function of the tx, the params, the context fields it reads and the
+state values it reads: run it again where all of those are the same and it writes the same
+values and returns the same result. `Recorder` runs a handler while noting the first value
+of every key it reads (before its own writes) and every context field it reads, and keeps
+that with its writes and result as a `HandlerRecord`. `Replaying` is a handler runner for
+execute_block: for a tx with a record whose every read key and context field holds the same
+value in the block, at the point where the tx runs, it applies the recorded writes and
+returns the recorded result; any other tx runs for real. The block's outcome is therefore
+the same with or without records; a record only saves the handler's work.
+
+A handler that scans a key range (`iterate`) reads more than its keys: no record is kept.
+The fee and nonce part of a tx always runs for real (it is cheap, and every tx writes the
+rewards pool, which would otherwise make every record depend on every earlier tx).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .context import BlockContext, TxResult
+from .execute import handle_in, run_handler
+from .params import GenesisParams
+from .state import Overlay, StateReader
+from .tx import Tx
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerRecord:
+    params: GenesisParams
+    reads: tuple[tuple[bytes, bytes | None], ...]  # (key, value first read), in read order
+    context: tuple[tuple[str, Any], ...]  # (field, value) of the context fields read
+    writes: tuple[tuple[bytes, bytes | None], ...]  # what the handler wrote (none if failed)
+    result: TxResult
+
+    def holds_in(self, block: Overlay, params: GenesisParams, ctx: BlockContext) -> bool:
+        if params is not self.params:
+            return False
+        if any(getattr(ctx, name) != value for name, value in self.context):
+            return False
+        get = block.get
+        return all(get(key) == value for key, value in self.reads)
+
+
+class _RecordingOverlay(Overlay):
+    __slots__ = ("reads", "ranged")
+
+    def __init__(self, base: StateReader):
+        super().__init__(base)
+        self.reads: dict[bytes, bytes | None] = {}
+        self.ranged = False
+
+    def get(self, key: bytes) -> bytes | None:
+        writes = self.writes
+        if key in writes:
+            return writes[key]
+        value = self.base.get(key)
+        self.reads.setdefault(key, value)
+        return value
+
+    def iterate(self, prefix: bytes, start: bytes | None = None,
+                reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        self.ranged = True
+        return super().iterate(prefix, start, reverse)
+
+
+class _RecordingContext:
+    """Reads through to a BlockContext, noting each field read."""
+
+    __slots__ = ("_ctx", "used")
+
+    def __init__(self, ctx: BlockContext):
+        self._ctx = ctx
+        self.used: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._ctx, name)
+        self.used[name] = value
+        return value
+
+
+class Recorder:
+    """A handler runner that also keeps a record of the (last) handler it ran."""
+
+    __slots__ = ("record",)
+
+    def __init__(self) -> None:
+        self.record: HandlerRecord | None = None
+
+    def __call__(self, block: Overlay, params: GenesisParams, ctx: BlockContext,
+                 tx: Tx) -> TxResult:
+        child = _RecordingOverlay(block)
+        recording_ctx = _RecordingContext(ctx)
+        result = handle_in(child, params, recording_ctx, tx)
+        self.record = None if child.ranged else HandlerRecord(
+            params, tuple(child.reads.items()), tuple(recording_ctx.used.items()),
+            tuple(child.writes.items()) if result.code == 0 else (), result)
+        return result
+
+
+class Replaying:
+    """A handler runner that applies still-valid records (`lookup` by tx hash)."""
+
+    __slots__ = ("lookup", "reused")
+
+    def __init__(self, lookup: Callable[[bytes], HandlerRecord | None]):
+        self.lookup = lookup
+        self.reused = 0
+
+    def __call__(self, block: Overlay, params: GenesisParams, ctx: BlockContext,
+                 tx: Tx) -> TxResult:
+        record = self.lookup(tx.hash)
+        if record is None or not record.holds_in(block, params, ctx):
+            return run_handler(block, params, ctx, tx)
+        block.writes.update(record.writes)
+        self.reused += 1
+        result = record.result
+        return TxResult(result.hash, result.code, result.name, result.message, result.included,
+                        result.fee_charged, result.tx_type, list(result.events))
