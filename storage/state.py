@@ -96,12 +96,10 @@ class StateStore:
         return ((key[1:], value) for key, value in inner)
 
     def apply(self, batch: WriteBatch, changes: Iterable[StateChange]) -> None:
-        put, delete = batch.put, batch.delete
-        for key, value in changes:
-            if value is None:
-                delete(NS_STATE + key)
-            else:
-                put(NS_STATE + key, value)
+        """Put every change into `batch` (a None value deletes). A block writes thousands of
+        keys, so they go in as one extend: the changes are the VM's own (key, value) pairs,
+        which are the batch's (key, value or None) ops once the namespace is prefixed."""
+        batch.ops.extend([(NS_STATE + key, value) for key, value in changes])
 
     def put_meta(self, batch: WriteBatch, height: int, app_hash: bytes) -> None:
         if type(app_hash) is not bytes:

@@ -92,24 +92,34 @@ class TxIndex:
         self._store = store
 
     def index(self, batch: WriteBatch, height: int, entries: Iterable[TxIndexEntry]) -> None:
-        """Add every entry of the block at `height` to `batch`."""
+        """Add every entry of the block at `height` to `batch` (every value is checked; the
+        ops go straight into the batch, a block has thousands)."""
+        block_pos = u64(check_height(height))
+        append = batch.ops.append
+        type_keys: dict[int | str, bytes] = {}
         for entry in entries:
             tx_hash = entry.tx_hash
             if type(tx_hash) is not bytes or not 0 < len(tx_hash) <= MAX_TX_HASH_SIZE:
                 raise ValueError("tx hash must be 1..64 bytes")
             if type(entry.code) is not int or not 0 <= entry.code <= MAX_U32:
                 raise ValueError("result code must be in 0..2^32-1")
-            pos = _position(height, entry.index)
-            batch.put(SUB_HASH + tx_hash, pos + u32(entry.code))
-            batch.put(SUB_BLOCK + pos, tx_hash)
-            batch.put(SUB_TYPE + type_key(entry.tx_type) + pos, tx_hash)
-            seen: set[bytes] = set()
+            index = entry.index
+            if type(index) is not int or not 0 <= index <= MAX_U32:
+                raise ValueError(f"tx index in block must be in 0..2^32-1, got {index!r}")
+            pos = block_pos + u32(index)
+            kind = type_keys.get(entry.tx_type)
+            if kind is None:
+                kind = type_keys[entry.tx_type] = SUB_TYPE + type_key(entry.tx_type)
+            append((SUB_HASH + tx_hash, pos + u32(entry.code)))
+            append((SUB_BLOCK + pos, tx_hash))
+            append((kind + pos, tx_hash))
+            seen: list[bytes] = []
             for address in entry.addresses:
                 if type(address) is not bytes or len(address) != ADDRESS_SIZE:
                     raise ValueError("an indexed address is 20 bytes")
                 if address not in seen:  # the sender is often also a party: one entry
-                    seen.add(address)
-                    batch.put(SUB_ACCOUNT + address + pos, tx_hash)
+                    seen.append(address)
+                    append((SUB_ACCOUNT + address + pos, tx_hash))
 
     def by_hash(self, tx_hash: bytes) -> TxLocation | None:
         raw = self._store.get(SUB_HASH + tx_hash)
