@@ -18,7 +18,7 @@ rewards pool, which would otherwise make every record depend on every earlier tx
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .context import BlockContext, TxResult
@@ -68,7 +68,8 @@ class _RecordingOverlay(Overlay):
 
 
 class _RecordingContext:
-    """Reads through to a BlockContext, noting each field read."""
+    """Reads through to a BlockContext, noting each field read (one property per field:
+    handlers read the height dozens of times, and a __getattr__ fallback costs far more)."""
 
     __slots__ = ("_ctx", "used")
 
@@ -76,10 +77,17 @@ class _RecordingContext:
         self._ctx = ctx
         self.used: dict[str, Any] = {}
 
-    def __getattr__(self, name: str) -> Any:
+
+def _recording_field(name: str) -> property:
+    def read(self: _RecordingContext) -> Any:
         value = getattr(self._ctx, name)
         self.used[name] = value
         return value
+    return property(read)
+
+
+for _field in fields(BlockContext):
+    setattr(_RecordingContext, _field.name, _recording_field(_field.name))
 
 
 class Recorder:
