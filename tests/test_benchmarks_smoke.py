@@ -2,7 +2,8 @@
 
 Runs `python -m benchmarks.throughput --validators 1 --quick` as a subprocess (it starts a
 real node) and checks that its JSON has every field the issue asks for. Timings are never
-asserted: only presence, types, internal consistency and that no tx was lost.
+asserted: only presence, types, internal consistency and that no tx was lost. The
+in-process benchmark runs once on a small mixed workload.
 """
 
 from __future__ import annotations
@@ -80,3 +81,17 @@ def test_quick_throughput_reports_cpu_and_rss_per_node(quick_result):
         assert stats["cpu_seconds"] > 0
         assert stats["cpu_percent_of_one_core"] > 0
         assert stats["peak_rss_mb"] > 0
+
+
+def test_inprocess_mixed_run_commits_everything_and_reuses_the_check_runs():
+    """`benchmarks.inprocess --mixed` end to end on a small chain: every buy and transfer
+    commits, and the blocks applied the mempool's check runs instead of running them again
+    (all of them: one validator, blocks built in its pool's order)."""
+    import asyncio
+
+    from benchmarks.inprocess import run
+
+    result = asyncio.run(run(60, 4, deep=True, mixed=True))
+    assert result["txs"] == (60 - 20) * 4 and result["mixed"] is True
+    assert result["blocks"] >= 1 and result["cpu_seconds"] > 0
+    assert result["reused_runs"] >= result["txs"]
