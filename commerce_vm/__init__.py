@@ -8,6 +8,8 @@ Public API (other packages import from here):
 - params:   GenesisParams, ParamsError
 - errors:   VMError, BlockInvalid, ErrorKind, ALL_ERRORS, BY_CODE
 - queries:  commerce_vm.query
+- reuse:    commerce_vm.reuse (Recorder / Replaying: a block applies a mempool check run's
+            writes where everything it read still holds; the block is the same either way)
 No I/O, no clock, no randomness, no floats.
 
 Signature caching: verify_tx_signature stores its result in `Tx.sig_valid`; execute_block
