@@ -13,7 +13,6 @@ from bisect import bisect_left
 from collections.abc import Iterable
 
 from .proof import (
-    _BUCKET_TAG,
     _KEY_TAG,
     _NODE_TAG,
     _VALUE_TAG,
@@ -31,8 +30,8 @@ from .proof import (
 from .state import Overlay, StateReader
 
 # tagged_hash(tag, data) = sha256(tag + 0x00 + data): the prefix is fed once, then copied
-_KEY_HASHER, _VALUE_HASHER, _NODE_HASHER, _BUCKET_HASHER = (
-    hashlib.sha256(tag + b"\x00") for tag in (_KEY_TAG, _VALUE_TAG, _NODE_TAG, _BUCKET_TAG))
+_KEY_HASHER, _VALUE_HASHER, _NODE_HASHER = (
+    hashlib.sha256(tag + b"\x00") for tag in (_KEY_TAG, _VALUE_TAG, _NODE_TAG))
 
 RESERVED_PREFIX = b"~"
 BUCKET_PREFIX = b"~b"
