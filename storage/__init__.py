@@ -1,8 +1,9 @@
 """Storage: a bytes->bytes KV interface with atomic batches, and the chain's stores on it.
 
-- kv:            KVStore, WriteBatch, MemoryStore, PrefixedView
+- kv:            KVStore, KVSnapshot, WriteBatch, MemoryStore, PrefixedView
 - leveldb:       LevelDBStore (plyvel), the default backend
-- chaindb:       ChainDB: blocks + state + tx index in one store, one synced batch per commit
+- chaindb:       ChainDB: blocks + state + tx index in one store, one synced batch per commit;
+                 ChainSnapshot: its read side at one committed height, for other threads
 - blocks/state/txindex: the stores ChainDB exposes
 - wal:           the consensus write-ahead log (CRC-framed, torn-tail recovery)
 - signing_state: the validator's last-signed (height, round, step), fsynced, monotonic
@@ -11,7 +12,7 @@ Key layouts, file formats and the crash-consistency argument: docs/storage.md.
 """
 
 from storage.blocks import BlockStore
-from storage.chaindb import ChainDB
+from storage.chaindb import ChainDB, ChainSnapshot
 from storage.errors import (
     SigningStateError,
     StorageError,
@@ -19,7 +20,7 @@ from storage.errors import (
     StoreLockedError,
     WALError,
 )
-from storage.kv import KVStore, MemoryStore, PrefixedView, WriteBatch
+from storage.kv import KVReader, KVSnapshot, KVStore, MemoryStore, PrefixedView, WriteBatch
 from storage.signing_state import SigningState, SigningStateFile
 from storage.state import StateMeta, StateStore
 from storage.txindex import TxIndex, TxIndexEntry, TxLocation, TxPage, TxRef
@@ -28,6 +29,9 @@ from storage.wal import WAL, WALEntry
 __all__ = [
     "BlockStore",
     "ChainDB",
+    "ChainSnapshot",
+    "KVReader",
+    "KVSnapshot",
     "KVStore",
     "MemoryStore",
     "PrefixedView",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from storage.errors import StoreCorruptionError
-from storage.kv import KVStore, WriteBatch
+from storage.kv import KVReader, WriteBatch
 from storage.layout import (
     MAX_U64,
     META_BLOCK_HEIGHT,
@@ -32,7 +32,7 @@ def check_height(height: int) -> int:
 
 
 class BlockStore:
-    def __init__(self, store: KVStore) -> None:
+    def __init__(self, store: KVReader) -> None:
         self._store = store
 
     def put(

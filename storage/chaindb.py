@@ -15,7 +15,7 @@ from typing import Any
 
 from storage.blocks import BlockStore, check_height
 from storage.errors import StorageError, StoreCorruptionError
-from storage.kv import KVStore, MemoryStore, WriteBatch
+from storage.kv import KVSnapshot, KVStore, MemoryStore, WriteBatch
 from storage.layout import NS_META
 from storage.state import StateChange, StateMeta, StateStore
 from storage.txindex import TxIndex, TxIndexEntry
@@ -125,6 +125,10 @@ class ChainDB:
     def get_meta(self, name: bytes) -> bytes | None:
         return self.store.get(NS_META + name)
 
+    def snapshot(self) -> ChainSnapshot:
+        """The committed chain as of now, readable on another thread (see ChainSnapshot)."""
+        return ChainSnapshot(self.store.snapshot())
+
     def put_meta(self, batch: WriteBatch, name: bytes, value: bytes) -> None:
         """A free-form meta record (e.g. genesis hash, chain id) written with `batch`."""
         if not name or name in _RESERVED_META:
@@ -139,3 +143,37 @@ class ChainDB:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ChainSnapshot:
+    """ChainDB's read side over a store snapshot: one committed height, whole (a commit is
+    one batch, so a snapshot holds all of a height or none of it). Its stores are its own,
+    so reading it never touches the live state cache, which only the commit path may fill.
+    Close it when done."""
+
+    def __init__(self, snapshot: KVSnapshot) -> None:
+        self._snapshot = snapshot
+        self.blocks = BlockStore(snapshot)
+        self.state = StateStore(snapshot, cache_entries=SNAPSHOT_CACHE_ENTRIES)
+        self.txs = TxIndex(snapshot)
+
+    def last_committed_height(self) -> int | None:
+        return self.blocks.latest_height()
+
+    def state_meta(self) -> StateMeta | None:
+        return self.state.meta()
+
+    def get_meta(self, name: bytes) -> bytes | None:
+        return self._snapshot.get(NS_META + name)
+
+    def close(self) -> None:
+        self._snapshot.close()
+
+    def __enter__(self) -> ChainSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+SNAPSHOT_CACHE_ENTRIES = 256  # a snapshot answers a request or a batch, then is dropped

@@ -11,8 +11,10 @@ LevelDB's default comparator, so both backends agree on every scan.
 from __future__ import annotations
 
 import bisect
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from typing import Protocol
 
 from storage.errors import StorageError
 
@@ -48,6 +50,39 @@ class WriteBatch:
         self.ops.clear()
 
 
+class KVReader(Protocol):
+    """The read half of a KVStore: what a snapshot offers."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[KVPair]: ...
+
+
+class KVSnapshot(ABC):
+    """The store as it was when `KVStore.snapshot` was called: later writes are not seen,
+    so several reads agree with each other. Safe to read on another thread while the
+    store's owner writes. `close` releases it (idempotent)."""
+
+    @abstractmethod
+    def get(self, key: bytes) -> bytes | None: ...
+
+    @abstractmethod
+    def iterate(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[KVPair]: ...
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> KVSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class KVStore(ABC):
     """A sorted bytes -> bytes map with atomic batch writes."""
 
@@ -73,6 +108,12 @@ class KVStore(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the store. Idempotent."""
+
+    @abstractmethod
+    def snapshot(self) -> KVSnapshot:
+        """A point-in-time read view. Every batch is either entirely in it or not at all,
+        and it may be read on any thread (the RPC thread reads committed state this way
+        while the node's loop writes the next block)."""
 
     def __enter__(self) -> KVStore:
         return self
@@ -116,13 +157,17 @@ class MemoryStore(KVStore):
 
     Keys are kept in a sorted list next to a dict, so `get` is a dict lookup and a scan is
     a bisect plus a slice. A scan copies its range when it starts, which gives the same
-    snapshot semantics as a LevelDB iterator.
+    snapshot semantics as a LevelDB iterator. A snapshot is a copy of the whole store,
+    shared by every snapshot taken before the next write (a lock keeps a copy from seeing
+    half a batch); fine for the small stores of tests, not for a real chain.
     """
 
     def __init__(self) -> None:
         self._data: dict[bytes, bytes] = {}
         self._keys: list[bytes] = []
         self._closed = False
+        self._lock = threading.Lock()
+        self._copy: MemoryStore | None = None  # the current snapshot, until the next write
 
     def get(self, key: bytes) -> bytes | None:
         if self._closed:
@@ -155,6 +200,11 @@ class MemoryStore(KVStore):
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         if self._closed:
             raise StorageError("store is closed")
+        with self._lock:
+            self._copy = None
+            self._apply(batch)
+
+    def _apply(self, batch: WriteBatch) -> None:
         data, keys = self._data, self._keys
         for key, value in batch.ops:
             if value is None:
@@ -166,11 +216,38 @@ class MemoryStore(KVStore):
                     bisect.insort(keys, key)
                 data[key] = value
 
+    def snapshot(self) -> KVSnapshot:
+        if self._closed:
+            raise StorageError("store is closed")
+        with self._lock:
+            if self._copy is None:
+                copy = MemoryStore()
+                copy._data, copy._keys = dict(self._data), list(self._keys)
+                self._copy = copy
+            return _MemorySnapshot(self._copy)
+
     def close(self) -> None:
         self._closed = True
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class _MemorySnapshot(KVSnapshot):
+    """A read-only handle on a frozen MemoryStore copy (never written again)."""
+
+    __slots__ = ("_frozen",)
+
+    def __init__(self, frozen: MemoryStore) -> None:
+        self._frozen = frozen
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._frozen._data.get(key)
+
+    def iterate(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[KVPair]:
+        return self._frozen.iterate(prefix, start, reverse)
 
 
 class PrefixedView:

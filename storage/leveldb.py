@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import plyvel
 
 from storage.errors import StorageError, StoreCorruptionError, StoreLockedError
-from storage.kv import KVPair, KVStore, WriteBatch, scan_range
+from storage.kv import KVPair, KVSnapshot, KVStore, WriteBatch, scan_range
 
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 DEFAULT_WRITE_BUFFER_BYTES = 16 * 1024 * 1024
@@ -81,6 +81,11 @@ class LevelDBStore(KVStore):
                 put(key, value)
         wb.write()
 
+    def snapshot(self) -> KVSnapshot:
+        if self._db.closed:
+            raise StorageError(f"{self.path} is closed")
+        return LevelDBSnapshot(self._db.snapshot())
+
     def close(self) -> None:
         if not self._db.closed:
             self._db.close()
@@ -88,3 +93,29 @@ class LevelDBStore(KVStore):
     @property
     def closed(self) -> bool:
         return self._db.closed
+
+
+class LevelDBSnapshot(KVSnapshot):
+    """A LevelDB snapshot: reads see the store as of its creation. LevelDB snapshots and
+    reads are thread-safe, and plyvel releases the GIL while LevelDB reads."""
+
+    def __init__(self, snapshot: plyvel._plyvel.Snapshot) -> None:
+        self._snapshot = snapshot
+        self.get = snapshot.get  # type: ignore[method-assign]
+
+    def get(self, key: bytes) -> bytes | None:  # replaced per instance in __init__
+        return self._snapshot.get(key)
+
+    def iterate(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[KVPair]:
+        bounds = scan_range(prefix, start, reverse)
+        if bounds is None:
+            return iter(())
+        lo, hi, hi_inclusive = bounds
+        return self._snapshot.iterator(
+            start=lo, stop=hi, include_stop=hi_inclusive, reverse=reverse
+        )
+
+    def close(self) -> None:
+        self._snapshot.close()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from storage.blocks import check_height
 from storage.errors import StoreCorruptionError
-from storage.kv import KVPair, KVStore, WriteBatch
+from storage.kv import KVPair, KVReader, WriteBatch
 from storage.layout import META_STATE, NS_META, NS_STATE, read_u64, u64
 
 StateChange = tuple[bytes, bytes | None]  # (key, new value or None to delete)
@@ -46,7 +46,7 @@ class StateStore:
 
     __slots__ = ("_store", "_get", "_young", "_old", "_generation")
 
-    def __init__(self, store: KVStore, cache_entries: int = STATE_CACHE_ENTRIES) -> None:
+    def __init__(self, store: KVReader, cache_entries: int = STATE_CACHE_ENTRIES) -> None:
         self._store = store
         self._get = store.get
         self._young: dict[bytes, bytes | None] = {}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from storage.blocks import check_height
 from storage.errors import StoreCorruptionError
-from storage.kv import KVStore, WriteBatch
+from storage.kv import KVReader, WriteBatch
 from storage.layout import MAX_U32, NS_TX, read_u32, read_u64, u32, u64
 
 SUB_HASH = NS_TX + b"h"
@@ -88,7 +88,7 @@ def _position(height: int, index: int) -> bytes:
 
 
 class TxIndex:
-    def __init__(self, store: KVStore) -> None:
+    def __init__(self, store: KVReader) -> None:
         self._store = store
 
     def index(self, batch: WriteBatch, height: int, entries: Iterable[TxIndexEntry]) -> None:

@@ -67,6 +67,25 @@ def test_commit_writes_block_commit_state_and_meta(db):
     assert list(db.state.iterate(b"acct/", start=b"acct/z", reverse=True)) == [(b"acct/a", b"90")]
 
 
+def test_snapshot_is_one_committed_height(db):
+    db.write_genesis_state([(b"acct/a", b"100")], b"genesis", height=0)
+    commit(db, 1, [(b"acct/a", b"90"), (b"acct/b", b"10")],
+           [TxIndexEntry(tx_hash(1, 0), 0, 0, 7, (ALICE,))])
+    with db.snapshot() as snap:
+        commit(db, 2, [(b"acct/a", b"80"), (b"acct/c", b"1")],
+               [TxIndexEntry(tx_hash(2, 0), 0, 0, 7, (ALICE,))])
+        assert snap.last_committed_height() == 1 and snap.state_meta().app_hash == b"app-1"
+        assert snap.state.get(b"acct/a") == b"90" and snap.state.get(b"acct/c") is None
+        assert [k for k, _ in snap.state.iterate(b"acct/")] == [b"acct/a", b"acct/b"]
+        assert snap.blocks.get_block(2) is None and snap.blocks.get_block(1) == b"block-1"
+        assert snap.txs.by_hash(tx_hash(2, 0)) is None
+        assert [r.tx_hash for r in snap.txs.by_account(ALICE, 10).items] == [tx_hash(1, 0)]
+    # the live state (and its cache) moved on; the snapshot never filled that cache
+    assert db.state.get(b"acct/a") == b"80"
+    with db.snapshot() as snap:
+        assert snap.last_committed_height() == 2 and snap.state.get(b"acct/c") == b"1"
+
+
 def test_state_view_sees_only_state_namespace(db):
     commit(db, 1, [(b"x", b"1")])
     keys = [k for k, _ in db.state.iterate(b"")]

@@ -116,6 +116,53 @@ def test_iterate_is_a_snapshot(store):
     assert list(scan) == [(b"k1", b"1"), (b"k2", b"2")]
 
 
+def test_snapshot_does_not_see_later_writes(store):
+    put_all(store, [(b"k1", b"1"), (b"k2", b"2")])
+    snap = store.snapshot()
+    put_all(store, [(b"k3", b"3"), (b"k1", b"changed")])
+    delete = WriteBatch()
+    delete.delete(b"k2")
+    store.write(delete)
+    assert snap.get(b"k1") == b"1" and snap.get(b"k2") == b"2" and snap.get(b"k3") is None
+    assert list(snap.iterate(b"k")) == [(b"k1", b"1"), (b"k2", b"2")]
+    assert list(snap.iterate(b"k", start=b"k2", reverse=True)) == [(b"k2", b"2"), (b"k1", b"1")]
+    assert list(store.snapshot().iterate(b"k")) == [(b"k1", b"changed"), (b"k3", b"3")]
+    snap.close()
+    snap.close()  # idempotent
+
+
+def test_snapshot_read_on_another_thread_sees_whole_batches(store):
+    """A reader thread snapshotting while batches are written sees every batch entirely or
+    not at all: each batch moves one unit between two keys, so the sum never changes."""
+    import threading
+
+    put_all(store, [(b"a", b"%d" % 1000), (b"b", b"0")])
+    stop, seen, bad = threading.Event(), [], []
+
+    def read() -> None:
+        while not stop.is_set():
+            with store.snapshot() as snap:
+                a, b = int(snap.get(b"a")), int(snap.get(b"b"))
+                if a + b != 1000:
+                    bad.append((a, b))
+                seen.append(b)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(1, 400):
+            batch = WriteBatch()
+            batch.put(b"a", b"%d" % (1000 - i))
+            for filler in range(20):  # a batch long enough to be interrupted
+                batch.put(b"f%d" % filler, b"%d" % i)
+            batch.put(b"b", b"%d" % i)
+            store.write(batch)
+    finally:
+        stop.set()
+        reader.join()
+    assert not bad and seen
+
+
 def test_prefixed_view(store):
     view = PrefixedView(store, b"ns/")
     nested = PrefixedView(view, b"sub/")
@@ -148,6 +195,8 @@ def test_closed_store_refuses_use(store):
     store.close()  # idempotent
     with pytest.raises((StorageError, RuntimeError)):
         store.get(b"a")
+    with pytest.raises(StorageError):
+        store.snapshot()
 
 
 def test_prefix_upper_bound():
