@@ -24,7 +24,7 @@ from core.encoding import decode, encode, encode_trusted
 from core.hashing import sha256
 from node.crashpoints import crash_point
 from node.genesis import Genesis
-from storage.chaindb import ChainDB
+from storage.chaindb import ChainDB, ChainSnapshot
 from storage.txindex import TxIndexEntry
 
 META_CHAIN_STATE = b"chain_state"
@@ -69,6 +69,13 @@ def decode_tx_record(data: bytes) -> tuple[bytes, dict[str, Any]]:
 
 def tx_record_key(tx_hash: bytes) -> bytes:
     return TX_RECORD_PREFIX + tx_hash
+
+
+def read_tx_record(chain: ChainDB | ChainSnapshot,
+                   tx_hash: bytes) -> tuple[bytes, dict[str, Any]] | None:
+    """(raw tx, result) of a committed tx, from its own record."""
+    data = chain.get_meta(tx_record_key(tx_hash))
+    return None if data is None else decode_tx_record(data)
 
 
 def involved_addresses(tx: vm.Tx, result: vm.TxResult) -> list[bytes]:
@@ -216,6 +223,4 @@ class CommerceApp:
     # --- reads -----------------------------------------------------------------------------
 
     def tx_record(self, tx_hash: bytes) -> tuple[bytes, dict[str, Any]] | None:
-        """(raw tx, result) of a committed tx, from its own record."""
-        data = self.db.get_meta(tx_record_key(tx_hash))
-        return None if data is None else decode_tx_record(data)
+        return read_tx_record(self.db, tx_hash)

@@ -58,6 +58,22 @@ class _Entry:
     record: HandlerRecord | None = None  # its check run, for block execution to reuse
 
 
+_ABSENT = object()
+
+
+class _WritesOver:
+    """The check state's writes over another reader (one dict.get: safe on any thread)."""
+
+    __slots__ = ("writes", "base")
+
+    def __init__(self, writes: dict[bytes, bytes | None], base: vm.StateReader):
+        self.writes, self.base = writes, base
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.writes.get(key, _ABSENT)
+        return self.base.get(key) if value is _ABSENT else value  # type: ignore[return-value]
+
+
 class Mempool:
     def __init__(self, params: vm.GenesisParams, state: vm.StateReader, height: int,
                  block_time: int, limits: MempoolLimits = MempoolLimits()):
@@ -125,8 +141,15 @@ class Mempool:
             size += len(entry.tx.raw)
         return picked
 
-    def next_nonce(self, address: bytes) -> int:
-        return vm_query.nonce(self._check, address)
+    def next_nonce(self, address: bytes, committed: vm.StateReader | None = None) -> int:
+        """The nonce the sender's next tx needs: committed nonce plus its pooled txs.
+
+        With `committed` (the RPC thread's snapshot) the pool's writes are read over it
+        instead of over the live state, whose cache only the loop may fill. Read from
+        another thread it may miss a tx the loop admits at that moment."""
+        if committed is None:
+            return vm_query.nonce(self._check, address)
+        return vm_query.nonce(_WritesOver(self._check.writes, committed), address)
 
     # --- admission ----------------------------------------------------------------------
 

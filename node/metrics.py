@@ -139,7 +139,9 @@ def register(d: Dispatcher, node: Node) -> None:
     metrics.instrument(d)
 
     async def get_metrics(_request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        # The collectors read the node's state: render on its loop.
+        body = await d.on_node_loop(metrics.render)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     def setup(app: web.Application) -> None:
         app.router.add_get("/metrics", get_metrics)

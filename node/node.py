@@ -179,7 +179,8 @@ class Node:
             register(dispatcher, self)
         host, port = parse_host_port(cfg.get("rpc", "listen"))
         self.rpc = RPCServer(dispatcher, host, port, cfg.get("rpc", "max_body_bytes"),
-                             self.http_setup, cfg.get("rpc", "max_open_connections"))
+                             self.http_setup, cfg.get("rpc", "max_open_connections"),
+                             threaded=cfg.get("rpc", "reader_thread"))
         await self.rpc.start()
         if self.network_factory is not None:
             self.network = self.network_factory(self, self.net)

@@ -73,8 +73,8 @@ class KVSnapshot(ABC):
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[KVPair]: ...
 
-    def close(self) -> None:
-        pass
+    @abstractmethod
+    def close(self) -> None: ...
 
     def __enter__(self) -> KVSnapshot:
         return self
@@ -248,6 +248,9 @@ class _MemorySnapshot(KVSnapshot):
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[KVPair]:
         return self._frozen.iterate(prefix, start, reverse)
+
+    def close(self) -> None:
+        pass  # a copy: nothing to release
 
 
 class PrefixedView:

@@ -1,11 +1,20 @@
-"""JSON-RPC 2.0 request handling without I/O: a request body in, a response body out."""
+"""JSON-RPC 2.0 request handling without I/O: a request body in, a response body out.
+
+The HTTP server may run on its own thread (node.rpc.server). Then `handle_body` runs on
+that thread's loop and hands every request to the node's loop (`node_loop`), except those
+of methods marked `reads_committed`: they only read committed chain state, so they are
+answered where they arrived, inside `read_scope` (which opens a snapshot of the committed
+chain), without waiting for whatever the node's loop is busy with.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +43,9 @@ class Method:
     summary: str
     result: str = ""
     errors: tuple[int, ...] = ()
+    # Reads only committed chain state, through the read scope's snapshot, and no loop
+    # state: may run on the RPC thread.
+    reads_committed: bool = False
 
 
 @dataclass
@@ -41,6 +53,10 @@ class Dispatcher:
     max_batch_requests: int = 64
     methods: dict[str, Method] = field(default_factory=dict)
     prepare: list[Prepare] = field(default_factory=list)
+    # Set by a server that runs on its own thread: the loop every other method runs on.
+    node_loop: asyncio.AbstractEventLoop | None = None
+    # Opens the committed snapshot `reads_committed` methods read (one per body).
+    read_scope: Callable[[], AbstractContextManager[Any]] | None = None
 
     def register(self, method: Method) -> None:
         if method.name in self.methods:
@@ -60,12 +76,60 @@ class Dispatcher:
             if len(request) > self.max_batch_requests:
                 return _dump(_error(None, RPCError(
                     INVALID_REQUEST, f"batch of {len(request)} exceeds {self.max_batch_requests}")))
-            await self._prepare(request)
-            replies = [r for r in [await self.handle_request(item) for item in request] if r]
+            replies = [r for r in await self._answer(request) if r]
             return _dump(replies) if replies else None
-        await self._prepare([request])
-        reply = await self.handle_request(request)
+        reply = (await self._answer([request]))[0]
         return _dump(reply) if reply is not None else None
+
+    async def _answer(self, requests: list[Any]) -> list[dict[str, Any] | None]:
+        node_loop = self.node_loop
+        if node_loop is None or node_loop is asyncio.get_running_loop():
+            return await self._answer_here(requests)
+        here = [i for i, r in enumerate(requests) if self._reads_committed(r)]
+        replies: list[dict[str, Any] | None] = [None] * len(requests)
+        local = set(here)
+        there = [i for i in range(len(requests)) if i not in local]
+        forwarded = None
+        if there:  # one hop for the whole rest of the body, started before the reads run
+            try:
+                forwarded = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
+                    self._answer_here([requests[i] for i in there]), node_loop))
+            except RuntimeError:  # the node's loop is closed: the node is stopping
+                forwarded = None
+                for i in there:
+                    replies[i] = _shutting_down(requests[i])
+        if here:
+            assert self.read_scope is not None
+            with self.read_scope():
+                for i in here:
+                    replies[i] = await self.handle_request(requests[i])
+        if forwarded is not None:
+            for i, reply in zip(there, await forwarded, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _answer_here(self, requests: list[Any]) -> list[dict[str, Any] | None]:
+        await self._prepare(requests)
+        return [await self.handle_request(item) for item in requests]
+
+    def _reads_committed(self, request: Any) -> bool:
+        if self.read_scope is None or not isinstance(request, dict):
+            return False
+        name = request.get("method")
+        method = self.methods.get(name) if isinstance(name, str) else None
+        return method is not None and method.reads_committed
+
+    async def on_node_loop(self, fn: Callable[[], Any]) -> Any:
+        """`fn()` on the node's loop (here when this is that loop), for handlers outside
+        the method table (e.g. /metrics) that read loop state."""
+        node_loop = self.node_loop
+        if node_loop is None or node_loop is asyncio.get_running_loop():
+            return fn()
+
+        async def run() -> Any:
+            return fn()
+
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), node_loop))
 
     async def _prepare(self, requests: list[Any]) -> None:
         for prepare in self.prepare:
@@ -109,6 +173,14 @@ class Dispatcher:
             log.exception("rpc method %s failed", name)
             raise RPCError(INTERNAL_ERROR, "internal error") from None
         return result
+
+
+def _shutting_down(request: Any) -> dict[str, Any] | None:
+    if isinstance(request, dict) and "id" not in request:
+        return None  # a notification
+    request_id = request.get("id") if isinstance(request, dict) else None
+    return _error(request_id if isinstance(request_id, (str, int)) else None,
+                  RPCError(INTERNAL_ERROR, "the node is shutting down"))
 
 
 def _reject_constant(name: str) -> Any:

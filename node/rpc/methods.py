@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 import commerce_vm as vm
@@ -14,6 +17,7 @@ from core.address import address_to_text
 from core.encoding import decode
 from core.hashing import sha256
 from core.merkle import inclusion_proof
+from node.app import read_tx_record
 from node.mempool import MempoolError
 from node.rpc.dispatcher import Dispatcher, Method
 from node.rpc.errors import (
@@ -36,6 +40,7 @@ from node.views import (
     tx_view,
     validators_view,
 )
+from storage.chaindb import ChainDB, ChainSnapshot
 
 if TYPE_CHECKING:
     from node.node import Node
@@ -49,10 +54,27 @@ def _height(p: str = "height", doc: str = "block height; latest when omitted") -
     return Param(p, "int", doc, minimum=1)
 
 
+# The committed snapshot a request body reads when it is answered on the RPC thread.
+COMMITTED: ContextVar[ChainSnapshot | None] = ContextVar("committed", default=None)
+
+
 def register_methods(d: Dispatcher, node: Node) -> None:
     max_page = node.config.get("rpc", "max_page_size")
     commit_timeout = node.config.get("rpc", "commit_timeout_ms") / 1000
     chain_id = node.chain_id
+    initial_height = node.genesis.initial_height
+
+    @contextmanager
+    def read_committed() -> Iterator[None]:
+        assert node.db is not None
+        with node.db.snapshot() as snapshot:
+            token = COMMITTED.set(snapshot)
+            try:
+                yield
+            finally:
+                COMMITTED.reset(token)
+
+    d.read_scope = read_committed
 
     def limit_param() -> Param:
         return Param("limit", "int", f"page size, at most {max_page}", default=20,
@@ -60,27 +82,42 @@ def register_methods(d: Dispatcher, node: Node) -> None:
 
     cursor = Param("cursor", "int", "next_cursor from the previous page")
 
-    def add(name: str, summary: str, params: tuple[Param, ...] = (), errors: tuple = ()):
+    def add(name: str, summary: str, params: tuple[Param, ...] = (), errors: tuple = (),
+            reads_committed: bool = False):
         def wrap(fn):
-            d.register(Method(name, fn, params, summary, errors=errors))
+            d.register(Method(name, fn, params, summary, errors=errors,
+                              reads_committed=reads_committed))
             return fn
         return wrap
 
-    def state() -> vm.StateReader:
+    def reads(name: str, summary: str, params: tuple[Param, ...] = (), errors: tuple = ()):
+        """A method that reads only committed chain state, through `chain_view()`: answered on
+        the RPC thread from a snapshot when the server runs on one."""
+        return add(name, summary, params, errors, reads_committed=True)
+
+    def chain_view() -> ChainDB | ChainSnapshot:
+        """The committed chain: the request's snapshot on the RPC thread, else the live db."""
+        snapshot = COMMITTED.get()
+        if snapshot is not None:
+            return snapshot
         assert node.db is not None
-        return node.db.state
+        return node.db
+
+    def state() -> vm.StateReader:
+        return chain_view().state
 
     def latest() -> int:
-        return node.engine.chain.last_height
+        height = chain_view().last_committed_height()
+        return initial_height - 1 if height is None else height
 
     def load_block(height: int) -> Block:
-        raw = node.db.blocks.get_block(height) if node.db else None
+        raw = chain_view().blocks.get_block(height)
         if raw is None:
             raise not_found(f"block at height {height}")
         return Block.from_list(decode(raw, MAX_BLOCK_BYTES))
 
     def load_commit(height: int) -> CommitCertificate:
-        raw = node.db.blocks.get_commit(height) if node.db else None
+        raw = chain_view().blocks.get_commit(height)
         if raw is None:
             raise not_found(f"commit at height {height}")
         return CommitCertificate.from_list(decode(raw, MAX_BLOCK_BYTES))
@@ -88,7 +125,7 @@ def register_methods(d: Dispatcher, node: Node) -> None:
     def resolve_height(height: int | None) -> int:
         top = latest()
         if height is None:
-            if top < node.genesis.initial_height:
+            if top < initial_height:
                 raise not_found("block (the chain has no blocks yet)")
             return top
         if height > top:
@@ -154,36 +191,36 @@ def register_methods(d: Dispatcher, node: Node) -> None:
         return {"listening": True, "node_id": network.node_id.hex(),
                 "listen_port": network.listen_port, "n_peers": len(peers), "peers": peers}
 
-    @add("genesis", "The genesis document.")
+    @reads("genesis", "The genesis document.")
     def genesis() -> dict[str, Any]:
         return node.genesis.to_dict()
 
     # --- blocks ---------------------------------------------------------------------------
 
-    @add("block", "A block with its txs decoded.", (_height(),))
+    @reads("block", "A block with its txs decoded.", (_height(),))
     def block(height: int | None) -> dict[str, Any]:
         return block_view(load_block(resolve_height(height)), chain_id)
 
-    @add("block_by_hash", "A block found by its hash.",
+    @reads("block_by_hash", "A block found by its hash.",
          (Param("hash", "hash", "block hash", required=True),))
     def block_by_hash(hash: bytes) -> dict[str, Any]:
-        height = node.db.blocks.height_of(hash)
+        height = chain_view().blocks.height_of(hash)
         if height is None:
             raise not_found("block with this hash")
         return block_view(load_block(height), chain_id)
 
-    @add("blockchain", f"Block headers from max_height down to min_height, at most {BLOCKCHAIN_PAGE}.",
+    @reads("blockchain", f"Block headers from max_height down to min_height, at most {BLOCKCHAIN_PAGE}.",
          (_height("min_height", "lowest height"), _height("max_height", "highest height")))
     def blockchain(min_height: int | None, max_height: int | None) -> dict[str, Any]:
         top = latest()
         high = min(max_height or top, top)
-        low = max(min_height or 1, high - BLOCKCHAIN_PAGE + 1, node.genesis.initial_height)
+        low = max(min_height or 1, high - BLOCKCHAIN_PAGE + 1, initial_height)
         if min_height and max_height and min_height > max_height:
             raise invalid_params("min_height is above max_height")
         headers = [header_view(load_block(h).header) for h in range(high, low - 1, -1)]
         return {"last_height": top, "headers": headers}
 
-    @add("commit", "The commit certificate (+2/3 precommits) of a block.", (_height(),))
+    @reads("commit", "The commit certificate (+2/3 precommits) of a block.", (_height(),))
     def commit(height: int | None) -> dict[str, Any]:
         h = resolve_height(height)
         return {"header": header_view(load_block(h).header), "commit": commit_view(load_commit(h))}
@@ -200,8 +237,9 @@ def register_methods(d: Dispatcher, node: Node) -> None:
     # --- txs ------------------------------------------------------------------------------
 
     def tx_answer(tx_hash: bytes, prove: bool = False) -> dict[str, Any]:
-        location = node.db.txs.by_hash(tx_hash)
-        record = node.app.tx_record(tx_hash) if location is not None else None
+        committed = chain_view()
+        location = committed.txs.by_hash(tx_hash)
+        record = read_tx_record(committed, tx_hash) if location is not None else None
         if location is None or record is None:
             raise not_found("tx with this hash")
         raw, result = record
@@ -215,13 +253,13 @@ def register_methods(d: Dispatcher, node: Node) -> None:
                                                                           location.index)]}
         return answer
 
-    @add("tx", "A committed tx with its result, optionally with a Merkle inclusion proof.",
+    @reads("tx", "A committed tx with its result, optionally with a Merkle inclusion proof.",
          (Param("hash", "hash", "tx hash", required=True),
           Param("prove", "bool", "include a proof against the block's txs_root", default=False)))
     def tx(hash: bytes, prove: bool) -> dict[str, Any]:
         return tx_answer(hash, prove)
 
-    @add("tx_search", "Committed txs by account, type or height; newest first, paginated.",
+    @reads("tx_search", "Committed txs by account, type or height; newest first, paginated.",
          (Param("account", "address", "an account the tx involves"),
           Param("type", "str", "a tx type name", max_len=32),
           _height("height", "a block height"), limit_param(),
@@ -240,14 +278,14 @@ def register_methods(d: Dispatcher, node: Node) -> None:
             if not (0 <= position[0] < 2**64 and 0 <= position[1] < 2**32):
                 raise invalid_params("cursor is out of range")
         if height is not None:
-            refs, following = node.db.txs.by_height(height), None
+            refs, following = chain_view().txs.by_height(height), None
         elif account is not None:
-            page = node.db.txs.by_account(account, limit, position)
+            page = chain_view().txs.by_account(account, limit, position)
             refs, following = page.items, page.next_cursor
         else:
             if type not in T.TYPE_CODES:
                 raise invalid_params(f"unknown tx type {type!r}")
-            page = node.db.txs.by_type(T.TYPE_CODES[type], limit, position)
+            page = chain_view().txs.by_type(T.TYPE_CODES[type], limit, position)
             refs, following = page.items, page.next_cursor
         return {"txs": [tx_answer(r.tx_hash) for r in refs],
                 "next_cursor": None if following is None else f"{following[0]}:{following[1]}"}
@@ -325,33 +363,34 @@ def register_methods(d: Dispatcher, node: Node) -> None:
 
     address = Param("address", "address", "account address (cm1...)", required=True)
 
-    @add("account", "Balance and nonce of an account; next_nonce counts its mempool txs.",
+    @reads("account", "Balance and nonce of an account; next_nonce counts its mempool txs.",
          (address,))
     def account(address: bytes) -> dict[str, Any]:
-        answer = query.account(state(), address)
-        answer["next_nonce"] = node.mempool.next_nonce(address)
+        committed = state()
+        answer = query.account(committed, address)
+        answer["next_nonce"] = node.mempool.next_nonce(address, committed)
         return answer
 
-    @add("listing", "One listing.", (Param("id", "int", "listing id", required=True, minimum=1),))
+    @reads("listing", "One listing.", (Param("id", "int", "listing id", required=True, minimum=1),))
     def listing(id: int) -> dict[str, Any]:
         found = query.listing(state(), id)
         if found is None:
             raise not_found(f"listing {id}")
         return found
 
-    @add("listings", "Listings, all or by merchant, by id; paginated.",
+    @reads("listings", "Listings, all or by merchant, by id; paginated.",
          (Param("merchant", "address", "only this merchant's listings"), limit_param(), cursor))
     def listings(merchant: bytes | None, limit: int, cursor: int | None) -> dict[str, Any]:
         return query.listings(state(), merchant, limit, cursor)
 
-    @add("order", "One order.", (Param("id", "int", "order id", required=True, minimum=1),))
+    @reads("order", "One order.", (Param("id", "int", "order id", required=True, minimum=1),))
     def order(id: int) -> dict[str, Any]:
         found = query.order(state(), id)
         if found is None:
             raise not_found(f"order {id}")
         return found
 
-    @add("orders", "Orders by buyer, merchant or listing (at most one filter); paginated.",
+    @reads("orders", "Orders by buyer, merchant or listing (at most one filter); paginated.",
          (Param("buyer", "address", "the buyer"), Param("merchant", "address", "the merchant"),
           Param("listing", "int", "a listing id", minimum=1), limit_param(), cursor))
     def orders(buyer, merchant, listing, limit, cursor) -> dict[str, Any]:
@@ -360,7 +399,7 @@ def register_methods(d: Dispatcher, node: Node) -> None:
         except ValueError as exc:
             raise invalid_params(str(exc)) from None
 
-    @add("reviews", "Reviews of a merchant or a listing (exactly one); paginated.",
+    @reads("reviews", "Reviews of a merchant or a listing (exactly one); paginated.",
          (Param("merchant", "address", "the merchant"),
           Param("listing", "int", "a listing id", minimum=1), limit_param(), cursor))
     def reviews(merchant, listing, limit, cursor) -> dict[str, Any]:
@@ -369,12 +408,12 @@ def register_methods(d: Dispatcher, node: Node) -> None:
         except ValueError as exc:
             raise invalid_params(str(exc)) from None
 
-    @add("reputation", "A merchant's reputation from its reviews.",
+    @reads("reputation", "A merchant's reputation from its reviews.",
          (Param("merchant", "address", "the merchant", required=True),))
     def reputation(merchant: bytes) -> dict[str, Any]:
         return query.reputation(state(), merchant)
 
-    @add("provenance", "An order's trail: the listing's origin, then every checkpoint.",
+    @reads("provenance", "An order's trail: the listing's origin, then every checkpoint.",
          (Param("order", "int", "order id", required=True, minimum=1),))
     def provenance(order: int) -> dict[str, Any]:
         found = query.provenance(state(), order)
@@ -382,11 +421,11 @@ def register_methods(d: Dispatcher, node: Node) -> None:
             raise not_found(f"order {order}")
         return found
 
-    @add("rewards_pool", "The rewards pool and the total escrow held.")
+    @reads("rewards_pool", "The rewards pool and the total escrow held.")
     def rewards_pool() -> dict[str, Any]:
         return query.rewards_pool(state())
 
-    @add("params", "The chain's genesis params as committed to state.")
+    @reads("params", "The chain's genesis params as committed to state.")
     def params() -> dict[str, Any]:
         return query.params(state())
 

@@ -145,6 +145,7 @@ class SubscriptionHub:
         self.max_queue = max_queue
         self.clients: set[WSClient] = set()
         self.routes: dict[Key, dict[int, Subscription]] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop serving its sockets
         self._ids = itertools.count(1)
         self.dropped_slow = 0
 
@@ -382,7 +383,20 @@ def register(d: Dispatcher, node: Node) -> None:
     hub = SubscriptionHub(d, rpc["ws_max_clients"], rpc["ws_max_subscriptions"],
                           rpc["ws_max_queued_messages"])
     node.subscriptions = hub
-    node.events.commit_listeners.append(hub.on_commit)
+
+    def on_commit(committed: CommittedBlock) -> None:
+        """The hub lives on the loop that serves HTTP, which may be the RPC thread's: the
+        block goes there (it is not changed after its commit)."""
+        loop = hub.loop
+        if loop is None or loop is asyncio.get_running_loop():
+            hub.on_commit(committed)
+            return
+        try:
+            loop.call_soon_threadsafe(hub.on_commit, committed)
+        except RuntimeError:
+            pass  # the RPC thread's loop has ended: no client is left to tell
+
+    node.events.commit_listeners.append(on_commit)
 
     def websocket_only(**_: Any) -> None:
         raise RPCError(INVALID_REQUEST, "subscriptions need a WebSocket: connect to /websocket")
@@ -397,8 +411,12 @@ def register(d: Dispatcher, node: Node) -> None:
                       "WebSocket only: end every subscription of this connection.",
                       errors=(INVALID_REQUEST,)))
 
+    async def bind_loop(_app: web.Application) -> None:
+        hub.loop = asyncio.get_running_loop()
+
     def setup(app: web.Application) -> None:
         app.router.add_get("/websocket", hub.handle)
+        app.on_startup.append(bind_loop)
         app.on_shutdown.append(hub.close_all)
 
     node.http_setup.append(setup)
