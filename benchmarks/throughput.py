@@ -135,7 +135,10 @@ def node_stats(bench: Bench, stages: list[dict[str, Any]]) -> dict[str, Any]:
                      "cpu_percent_of_one_core": round(100 * cpu / seconds, 1) if seconds else None,
                      "peak_rss_mb": max(s["nodes"][name]["peak_rss_mb"] for s in stages),
                      "rss_mb_min_after_warmup": round(min(tail) / 1024, 1) if tail else None,
-                     "rss_mb_max_after_warmup": round(max(tail) / 1024, 1) if tail else None}
+                     "rss_mb_max_after_warmup": round(max(tail) / 1024, 1) if tail else None,
+                     # (max - min) / min: the target is at most 0.10 over a 10-minute run
+                     "rss_spread_after_warmup": round((max(tail) - min(tail)) / min(tail), 3)
+                     if tail else None}
     return out
 
 
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "rejected": sum(s["rejected"] for s in all_stages),
         "mempool_full_retries": sum(s["mempool_full_retries"] for s in all_stages),
         "measured": overall, "stages": all_stages, "nodes": nodes,
-        "targets": _targets(args.validators, overall, steady, ceiling_tx),
+        "targets": _targets(args.validators, overall, steady, ceiling_tx, nodes),
     }
     path = write_json(args.out, f"throughput-v{args.validators}.json", result)
     print(report(result))
@@ -224,10 +227,19 @@ def _merged_latency(stages: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _targets(validators: int, overall: dict[str, Any], steady: dict[str, Any],
-             ceiling_tx: float) -> dict[str, Any]:
+             ceiling_tx: float, nodes: dict[str, Any]) -> dict[str, Any]:
     got = ratio(overall["committed_tx_per_s"], ceiling_tx)
+    spreads = [n["rss_spread_after_warmup"] for n in nodes.values()
+               if n["rss_spread_after_warmup"] is not None]
+    run_seconds = overall["seconds"] + steady["seconds"]
     targets: dict[str, Any] = {"tx_per_s_ratio_target": 0.5, "tx_per_s_ratio": got,
-                               "tx_per_s_met": got >= 0.5, "lost_met": overall["lost"] == 0}
+                               "tx_per_s_met": got >= 0.5, "lost_met": overall["lost"] == 0,
+                               # RSS flat within 10% after warm-up; judged on >= 10 minutes
+                               "rss_spread_target": 0.10,
+                               "rss_spread_max": max(spreads) if spreads else None,
+                               "rss_run_seconds": round(run_seconds, 1),
+                               "rss_flat_met": bool(spreads) and max(spreads) <= 0.10
+                               if run_seconds >= 600 else None}
     if validators > 1:
         lat = steady["latency"]
         targets.update({"p50_target_s": 1.5, "p99_target_s": 3.0,
@@ -253,9 +265,10 @@ def report(r: dict[str, Any]) -> str:
                         "p99 s", "blocks/s", "lost", "retries")), ""]
     node_rows = [(name, fmt(n["cpu_seconds"], 1), fmt(n["cpu_percent_of_one_core"]),
                   fmt(n["peak_rss_mb"]), f"{fmt(n['rss_mb_min_after_warmup'])}.."
-                  f"{fmt(n['rss_mb_max_after_warmup'])}") for name, n in r["nodes"].items()]
+                  f"{fmt(n['rss_mb_max_after_warmup'])}", fmt(n["rss_spread_after_warmup"], 3))
+                 for name, n in r["nodes"].items()]
     out += [table(node_rows, ("node", "cpu s", "cpu % of 1 core", "peak RSS MB",
-                              "RSS MB after warm-up")), ""]
+                              "RSS MB after warm-up", "spread")), ""]
     out.append(f"measured (saturation): {fmt(r['committed_tx_per_s'])} tx/s = ratio "
                f"{r['committed_tx_per_s_ratio']:.3f} of the ceiling; blocks/s "
                f"{r['blocks_per_s']}; steady at {fmt(r['steady_offered_tx_per_s'])} tx/s offered: "

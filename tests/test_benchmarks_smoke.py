@@ -81,6 +81,13 @@ def test_quick_throughput_reports_cpu_and_rss_per_node(quick_result):
         assert stats["cpu_seconds"] > 0
         assert stats["cpu_percent_of_one_core"] > 0
         assert stats["peak_rss_mb"] > 0
+        low, high = stats["rss_mb_min_after_warmup"], stats["rss_mb_max_after_warmup"]
+        assert 0 < low <= high
+        assert stats["rss_spread_after_warmup"] == pytest.approx((high - low) / low, abs=5e-3)
+    targets = quick_result["targets"]
+    assert targets["rss_spread_max"] == max(n["rss_spread_after_warmup"] for n in nodes.values())
+    # a quick run is far shorter than the 10 minutes the flatness target is judged on
+    assert targets["rss_run_seconds"] < 600 and targets["rss_flat_met"] is None
 
 
 def test_inprocess_mixed_run_commits_everything_and_reuses_the_check_runs():

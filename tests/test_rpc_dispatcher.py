@@ -6,7 +6,7 @@ import pytest
 
 from core.address import address_to_text
 from node.rpc.dispatcher import Dispatcher, Method
-from node.rpc.errors import NOT_FOUND, RPCError, not_found
+from node.rpc.errors import INTERNAL_ERROR, METHOD_NOT_FOUND, NOT_FOUND, RPCError, not_found
 from node.rpc.params import Param
 
 
@@ -135,3 +135,68 @@ async def test_prepare_hooks_see_the_whole_body_first_and_cannot_cost_an_answer(
     assert seen == [("hook", [1, 2, 3])] and calls == [1, 2, 3]
     single = await call(d, {"jsonrpc": "2.0", "id": 9, "method": "count", "params": {"height": 7}})
     assert single["result"] == 7 and seen[-1] == ("hook", [7])
+
+
+async def test_a_server_thread_answers_reads_itself_and_hands_the_rest_to_the_node_loop():
+    """With node_loop set (the RPC thread), reads_committed methods run inside read_scope on
+    the calling loop; every other request runs on the node's loop; answers keep the order."""
+    import asyncio
+    import contextlib
+    import threading
+
+    node_loop = asyncio.new_event_loop()
+    node_thread = threading.Thread(target=node_loop.run_forever, daemon=True)
+    node_thread.start()
+    ran_on: dict[str, str] = {}
+    scopes: list[str] = []
+
+    def where(name):
+        def handler():
+            ran_on[name] = threading.current_thread().name
+            return name
+        return handler
+
+    @contextlib.contextmanager
+    def read_scope():
+        scopes.append("open")
+        yield
+        scopes.append("closed")
+
+    d = Dispatcher(max_batch_requests=8, node_loop=node_loop, read_scope=read_scope)
+    d.register(Method("read", where("read"), (), "a read", reads_committed=True))
+    d.register(Method("write", where("write"), (), "not a read"))
+    try:
+        reply = await call(d, [{"jsonrpc": "2.0", "id": i, "method": m}
+                               for i, m in enumerate(["write", "read", "nope", "read"])])
+        assert [(r["id"], r.get("result")) for r in reply] == \
+            [(0, "write"), (1, "read"), (2, None), (3, "read")]
+        assert reply[2]["error"]["code"] == METHOD_NOT_FOUND
+        assert ran_on == {"read": threading.current_thread().name,
+                          "write": node_thread.name}
+        assert scopes == ["open", "closed"]  # one snapshot for the body's reads
+        # without a read scope, reads go to the node's loop as well
+        d.read_scope = None
+        ran_on.clear()
+        assert (await call(d, {"jsonrpc": "2.0", "id": 1, "method": "read"}))["result"] == "read"
+        assert ran_on == {"read": node_thread.name}
+
+        @contextlib.contextmanager
+        def closed_store():
+            raise RuntimeError("store is closed")
+            yield
+
+        d.read_scope = closed_store  # a snapshot that cannot open: an error, not a crash
+        reply = await call(d, [{"jsonrpc": "2.0", "id": 1, "method": "read"},
+                               {"jsonrpc": "2.0", "method": "read"},
+                               {"jsonrpc": "2.0", "id": 2, "method": "write"}])
+        assert [(r["id"], r.get("error", {}).get("code")) for r in reply] == \
+            [(1, INTERNAL_ERROR), (2, None)]
+    finally:
+        node_loop.call_soon_threadsafe(node_loop.stop)
+        node_thread.join()
+        node_loop.close()
+    # the node's loop is gone: what it would have run is answered, not left hanging
+    d.read_scope = read_scope
+    reply = await call(d, [{"jsonrpc": "2.0", "id": 1, "method": "write"},
+                           {"jsonrpc": "2.0", "id": 2, "method": "read"}])
+    assert reply[0]["error"]["code"] == INTERNAL_ERROR and reply[1]["result"] == "read"

@@ -91,18 +91,27 @@ class Dispatcher:
         there = [i for i in range(len(requests)) if i not in local]
         forwarded = None
         if there:  # one hop for the whole rest of the body, started before the reads run
+            rest = self._answer_here([requests[i] for i in there])
             try:
-                forwarded = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-                    self._answer_here([requests[i] for i in there]), node_loop))
+                forwarded = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(rest, node_loop))
             except RuntimeError:  # the node's loop is closed: the node is stopping
-                forwarded = None
+                rest.close()
                 for i in there:
-                    replies[i] = _shutting_down(requests[i])
+                    replies[i] = _error_unless_notification(requests[i], INTERNAL_ERROR,
+                                                            "the node is shutting down")
         if here:
             assert self.read_scope is not None
-            with self.read_scope():
-                for i in here:
-                    replies[i] = await self.handle_request(requests[i])
+            answered = 0
+            try:
+                with self.read_scope():
+                    for i in here:
+                        replies[i] = await self.handle_request(requests[i])
+                        answered += 1
+            except Exception:  # no snapshot to read (e.g. the store is closing)
+                log.exception("rpc: cannot read committed state")
+                for i in here[answered:]:
+                    replies[i] = _error_unless_notification(requests[i], INTERNAL_ERROR,
+                                                            "internal error")
         if forwarded is not None:
             for i, reply in zip(there, await forwarded, strict=True):
                 replies[i] = reply
@@ -175,12 +184,12 @@ class Dispatcher:
         return result
 
 
-def _shutting_down(request: Any) -> dict[str, Any] | None:
+def _error_unless_notification(request: Any, code: int, message: str) -> dict[str, Any] | None:
     if isinstance(request, dict) and "id" not in request:
         return None  # a notification
     request_id = request.get("id") if isinstance(request, dict) else None
     return _error(request_id if isinstance(request_id, (str, int)) else None,
-                  RPCError(INTERNAL_ERROR, "the node is shutting down"))
+                  RPCError(code, message))
 
 
 def _reject_constant(name: str) -> Any:
