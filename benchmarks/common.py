@@ -110,6 +110,7 @@ class ProcessMeter:
         self.start_cpu: dict[str, float | None] = {}
         self.start_time = 0.0
         self.rss_samples: dict[str, list[int]] = {name: [] for name in self.pids}
+        self.rss_times: dict[str, list[float]] = {name: [] for name in self.pids}
 
     def begin(self) -> None:
         self.start_time = time.monotonic()
@@ -120,6 +121,19 @@ class ProcessMeter:
             rss = memory_kb(pid).get("VmRSS")
             if rss is not None:
                 self.rss_samples[name].append(rss)
+                self.rss_times.setdefault(name, []).append(time.monotonic())
+
+    def rss_by_minute(self, name: str) -> list[float]:
+        """The highest RSS sample (MB) of each minute since the first sample: the shape of
+        memory over a long run (growing, or levelling off once the caches are full)."""
+        samples, times = self.rss_samples.get(name, []), self.rss_times.get(name, [])
+        if not samples or len(times) != len(samples):
+            return []
+        peaks: dict[int, int] = {}
+        for t, rss in zip(times, samples, strict=True):
+            minute = int((t - times[0]) // 60)
+            peaks[minute] = max(peaks.get(minute, 0), rss)
+        return [round(peaks[m] / 1024, 1) for m in sorted(peaks)]
 
     def end(self) -> dict[str, dict[str, Any]]:
         """Per process: cpu seconds and cpu % of one core over the window, RSS now and peak."""

@@ -56,6 +56,7 @@ class Bench:
         self.pids.update(net.start(self.root, names))
         self.meter = ProcessMeter(dict(self.pids))
         self.meter.rss_samples = {n: [] for n in self.pids}
+        self.meter.rss_times = {n: [] for n in self.pids}
 
     def stop(self) -> None:
         net.stop(self.root)
@@ -138,7 +139,8 @@ def node_stats(bench: Bench, stages: list[dict[str, Any]]) -> dict[str, Any]:
                      "rss_mb_max_after_warmup": round(max(tail) / 1024, 1) if tail else None,
                      # (max - min) / min: the target is at most 0.10 over a 10-minute run
                      "rss_spread_after_warmup": round((max(tail) - min(tail)) / min(tail), 3)
-                     if tail else None}
+                     if tail else None,
+                     "rss_mb_by_minute": bench.meter.rss_by_minute(name)}
     return out
 
 

@@ -84,6 +84,7 @@ def test_quick_throughput_reports_cpu_and_rss_per_node(quick_result):
         low, high = stats["rss_mb_min_after_warmup"], stats["rss_mb_max_after_warmup"]
         assert 0 < low <= high
         assert stats["rss_spread_after_warmup"] == pytest.approx((high - low) / low, abs=5e-3)
+        assert stats["rss_mb_by_minute"] and max(stats["rss_mb_by_minute"]) >= high
     targets = quick_result["targets"]
     assert targets["rss_spread_max"] == max(n["rss_spread_after_warmup"] for n in nodes.values())
     # a quick run is far shorter than the 10 minutes the flatness target is judged on
