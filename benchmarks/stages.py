@@ -82,6 +82,7 @@ def summarize(name: str, items: list[Item], result: dict[str, Any], mode: str,
         "stage": name, "mode": mode, "offered_tx_per_s": None if rate is None else round(rate, 1),
         "txs": len(items), "accepted": len(accepted), "rejected": len(result["rejected"]),
         "rejected_examples": list(result["rejected"].values())[:3],
+        "rejected_kinds": dict(Counter(it.kind for it in items if it.hash in result["rejected"])),
         "committed": len(committed), "lost": len(accepted) - len(committed),
         "lost_examples": [[k.kind, k.hash] for k in items
                           if k.hash in accepted and k.hash not in commit][:5],

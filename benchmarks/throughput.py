@@ -109,7 +109,10 @@ def _stage_line(s: dict[str, Any]) -> str:
     return (f"  {s['stage']:<24} {s['committed']:>7} txs in {s['seconds']:7.2f}s = "
             f"{s['committed_tx_per_s']:8.1f} tx/s  p50 {fmt(lat['p50_s'], 2)}s "
             f"p99 {fmt(lat['p99_s'], 2)}s  blocks/s {s['blocks_per_s']}  lost {s['lost']}  "
-            f"retries {s['mempool_full_retries']}")
+            f"retries {s['mempool_full_retries']}"
+            + (f"\n    rejected {s['rejected']} {s['rejected_kinds']}: {s['rejected_examples']}"
+               if s["rejected"] else "")
+            + (f"\n    lost e.g. {s['lost_examples']}" if s["lost"] else ""))
 
 
 def combine(stages: list[dict[str, Any]]) -> dict[str, Any]:
