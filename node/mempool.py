@@ -282,13 +282,14 @@ class Mempool:
 
         Re-executing every waiting tx after every block costs (pool depth / block size)
         executions per tx. When the block changed state only through its txs
-        (`only_txs_changed_state`: no expirations, no validator changes) and every one of
-        them was in this pool, the check state already holds their effects: it is rebased
-        onto the new committed state instead. The check state only decides admission (every
+        (`only_txs_changed_state`: no expirations, no validator changes) and ran exactly the
+        pool's first txs in the pool's order (the proposer's own block; another's when the
+        orders agree), the check state already holds their effects: it is rebased onto the
+        new committed state instead. The check state only decides admission (every
         block is executed for real), and a full re-check every FULL_RECHECK_EVERY blocks
         bounds any drift and applies the TTL.
         """
-        rebase = (only_txs_changed_state and all(h in self._entries for h in committed)
+        rebase = (only_txs_changed_state and self._is_pool_prefix(committed)
                   and self._blocks_since_recheck < FULL_RECHECK_EVERY)
         for tx_hash in committed:
             entry = self._entries.get(tx_hash)
@@ -306,6 +307,16 @@ class Mempool:
         self._blocks_since_recheck = 0
         self._reset_check_state(state, height, block_time)
         return self._recheck()
+
+    def _is_pool_prefix(self, committed: list[bytes]) -> bool:
+        """Whether the block ran exactly the pool's first txs, in the pool's order. Only then
+        does the check state hold what the block did: run in another order, txs that draw
+        from a counter (order and listing ids) or share state get other results, and a
+        check state built in the pool's order would refuse, say, the merchant's ship of an
+        order the block numbered differently."""
+        if len(committed) > len(self._entries):
+            return False
+        return all(h == pooled for h, pooled in zip(committed, self._entries, strict=False))
 
     def _reset_check_state(self, state: vm.StateReader, height: int, block_time: int) -> None:
         self._state = state

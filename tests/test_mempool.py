@@ -278,12 +278,33 @@ def test_a_block_with_other_effects_or_foreign_txs_gets_a_full_re_check():
     assert calls[0] == 3  # a tx this pool never saw: re-check the one left
 
 
+def test_a_block_in_another_order_gets_a_full_re_check():
+    """Two buys numbered one way by this pool and the other way by the block: the pool must
+    follow the block, or it refuses the merchant's ship of the order the block made
+    (the check state said that order was the other merchant's)."""
+    chain = Chain()
+    chain.block([chain.tx("merchant", T.LIST, [0, "mug", 100, 5, 0, 0, "here", b""]),
+                 chain.tx("merchant2", T.LIST, [0, "cup", 100, 5, 0, 0, "here", b""])])
+    pool = make(chain)
+    alice_buy = chain.tx("alice", T.BUY, [1, 1, 100, None])  # the pool's order 1: merchant's
+    bob_buy = chain.tx("bob", T.BUY, [2, 1, 100, None])  # the pool's order 2: merchant2's
+    submit(pool, alice_buy)
+    submit(pool, bob_buy)
+    chain.block([bob_buy, alice_buy])  # committed: order 1 is merchant2's
+    hashes = [decode_tx(r, chain.params.chain_id).hash for r in (bob_buy, alice_buy)]
+    pool.update(chain.state, chain.height, 0, hashes, only_txs_changed_state=True)
+    ship = chain.tx("merchant2", T.SHIP, [1, "PostNord", "TRK1", None, "Lyon", "packed"])
+    assert len(submit(pool, ship)) == 1
+
+
 def test_a_full_re_check_comes_at_least_every_few_blocks():
     from node.mempool import FULL_RECHECK_EVERY
 
     chain = Chain()
     pool = make(chain, ttl_blocks=FULL_RECHECK_EVERY)
-    submit(pool, transfer(chain, signer="bob", to="alice"))  # waits, and grows old
+    # waits (parked: bob's nonce 0 never comes) and grows old
+    old = transfer(chain, signer="bob", to="alice", nonce=1)
+    submit(pool, old)
     calls = _count_executions(pool)
     for _ in range(FULL_RECHECK_EVERY):
         raw = transfer(chain)
@@ -291,11 +312,11 @@ def test_a_full_re_check_comes_at_least_every_few_blocks():
         chain.block([raw])
         pool.update(chain.state, chain.height, 0, [decode_tx(raw, chain.params.chain_id).hash],
                     only_txs_changed_state=True)
-    assert calls[0] == FULL_RECHECK_EVERY  # only admissions so far
+    assert calls[0] == FULL_RECHECK_EVERY  # only admissions so far: every block rebased
+    assert decode_tx(old, chain.params.chain_id).hash in pool
     raw = transfer(chain)
     submit(pool, raw)
     chain.block([raw])
-    dropped = pool.update(chain.state, chain.height, 0,
-                          [decode_tx(raw, chain.params.chain_id).hash],
-                          only_txs_changed_state=True)
-    assert [t.sender_address for t in dropped] == [addr(KEYS["bob"])]  # TTL applied
+    pool.update(chain.state, chain.height, 0, [decode_tx(raw, chain.params.chain_id).hash],
+                only_txs_changed_state=True)
+    assert decode_tx(old, chain.params.chain_id).hash not in pool  # the full re-check: TTL
