@@ -62,14 +62,7 @@ class LevelDBStore(KVStore):
     def iterate(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[KVPair]:
-        bounds = scan_range(prefix, start, reverse)
-        if bounds is None:
-            return iter(())
-        lo, hi, hi_inclusive = bounds
-        # Created here, not lazily in a generator, so the snapshot is taken at call time.
-        return self._db.iterator(
-            start=lo, stop=hi, include_stop=hi_inclusive, reverse=reverse
-        )
+        return _scan(self._db, prefix, start, reverse)
 
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         wb = self._db.write_batch(sync=sync)
@@ -109,13 +102,17 @@ class LevelDBSnapshot(KVSnapshot):
     def iterate(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[KVPair]:
-        bounds = scan_range(prefix, start, reverse)
-        if bounds is None:
-            return iter(())
-        lo, hi, hi_inclusive = bounds
-        return self._snapshot.iterator(
-            start=lo, stop=hi, include_stop=hi_inclusive, reverse=reverse
-        )
+        return _scan(self._snapshot, prefix, start, reverse)
 
     def close(self) -> None:
         self._snapshot.close()
+
+
+def _scan(source: plyvel.DB | plyvel._plyvel.Snapshot, prefix: bytes, start: bytes | None,
+          reverse: bool) -> Iterator[KVPair]:
+    bounds = scan_range(prefix, start, reverse)
+    if bounds is None:
+        return iter(())
+    lo, hi, hi_inclusive = bounds
+    # Created here, not lazily in a generator, so LevelDB's snapshot is taken at call time.
+    return source.iterator(start=lo, stop=hi, include_stop=hi_inclusive, reverse=reverse)
