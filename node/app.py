@@ -222,5 +222,3 @@ class CommerceApp:
 
     # --- reads -----------------------------------------------------------------------------
 
-    def tx_record(self, tx_hash: bytes) -> tuple[bytes, dict[str, Any]] | None:
-        return read_tx_record(self.db, tx_hash)

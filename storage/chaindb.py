@@ -145,6 +145,9 @@ class ChainDB:
         self.close()
 
 
+SNAPSHOT_CACHE_ENTRIES = 256  # a snapshot answers a request or a batch, then is dropped
+
+
 class ChainSnapshot:
     """ChainDB's read side over a store snapshot: one committed height, whole (a commit is
     one batch, so a snapshot holds all of a height or none of it). Its stores are its own,
@@ -175,5 +178,3 @@ class ChainSnapshot:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-SNAPSHOT_CACHE_ENTRIES = 256  # a snapshot answers a request or a batch, then is dropped
