@@ -550,7 +550,9 @@ def _send_tx(home, node_url, command, type_name, from_key, fee, nonce, no_wait,
     raw = sign_tx(key, chain_id, T.TYPE_CODES[type_name], nonce, fee, body)
     if no_wait:
         answer = client.call("broadcast_tx_sync", tx=raw.hex())
-        emit(as_json, answer, f"submitted tx {answer['hash']}")
+        parked = answer.get("status") == "parked"
+        emit(as_json, answer, f"submitted tx {answer['hash']}" + (
+            f" (parked: waiting for nonce {answer['waiting_for_nonce']})" if parked else ""))
         return
     answer = client.call("broadcast_tx_commit", tx=raw.hex())
     human = [f"tx {answer['hash']}", f"height: {answer['height']}",

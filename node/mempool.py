@@ -108,6 +108,10 @@ class Mempool:
         if self.knows(tx_hash):
             raise MempoolError(TX_ALREADY_KNOWN, "tx_already_known", "tx is already known")
 
+    def is_parked(self, tx_hash: bytes) -> bool:
+        """Waiting for an earlier nonce of its sender: not in a block until the gap fills."""
+        return tx_hash in self._parked_hashes
+
     def get(self, tx_hash: bytes) -> vm.Tx | None:
         entry = self._entries.get(tx_hash)
         return None if entry is None else entry.tx

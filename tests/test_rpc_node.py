@@ -50,7 +50,7 @@ async def run_story(live: LiveNode) -> dict[str, Any]:
     await commit(live, live.sign(m, T.LIST, 1, listing_body("Teapot", price=900)))
     buy = live.sign(b, T.BUY, 0, [1, 2, LISTING_PRICE, None])
     synced = await live.rpc("broadcast_tx_sync", tx=buy)
-    assert synced == {"hash": sha256(bytes.fromhex(buy)).hex(), "code": 0}
+    assert synced == {"hash": sha256(bytes.fromhex(buy)).hex(), "code": 0, "status": "pooled"}
     # Pending txs count in next_nonce, not in the committed nonce.
     account = await live.rpc("account", address=live.addr(b))
     assert (account["nonce"], account["next_nonce"]) in ((0, 1), (1, 1))
@@ -97,6 +97,13 @@ async def test_every_method_on_a_live_chain(node_factory):  # noqa: F811
     assert await live.rpc("block", height=str(h)) == block  # CometBFT-style string heights
     assert await live.rpc("block_by_hash", hash=block["header"]["hash"]) == block
     assert await live.rpc("block_by_hash", hash="0x" + block["header"]["hash"]) == block
+    # hashes only: the same block, each tx as its hash
+    light = await live.rpc("block", height=h, hashes_only=True)
+    assert light["txs"] == [t["hash"] for t in block["txs"]] and light["txs"]
+    assert {k: v for k, v in light.items() if k != "txs"} == \
+        {k: v for k, v in block.items() if k != "txs"}
+    assert await live.rpc("block_by_hash", hash=block["header"]["hash"],
+                          hashes_only=True) == light
     chain = await live.rpc("blockchain", min_height=1, max_height=3)
     assert [x["height"] for x in chain["headers"]] == [3, 2, 1]
     assert chain["headers"][1]["prev_hash"] == chain["headers"][2]["hash"]
@@ -200,12 +207,19 @@ async def test_next_nonce_counts_mempool_txs_and_commit_times_out(node_factory):
     live.node.driver.max_block_txs = 0
     buyer = live.addr("buyer")
     to = address_from_text(live.addr("arbiter"))
-    for nonce in range(3):
-        synced = await live.rpc("broadcast_tx_sync", tx=live.sign("buyer", T.TRANSFER, nonce,
-                                                                  [to, 1]))
-        assert synced["code"] == 0
+    # nonce 2 before 1: accepted, but parked, and the answer says which nonce it waits for
+    answers = {}
+    for nonce in (0, 2, 1):
+        answers[nonce] = await live.rpc("broadcast_tx_sync",
+                                        tx=live.sign("buyer", T.TRANSFER, nonce, [to, 1]))
+        assert answers[nonce]["code"] == 0
+        if nonce == 2:
+            assert (await live.rpc("account", address=buyer))["next_nonce"] == 1
+    assert answers[0]["status"] == answers[1]["status"] == "pooled"
+    assert answers[2]["status"] == "parked" and answers[2]["waiting_for_nonce"] == 1
+    assert "waiting_for_nonce" not in answers[0]
     account = await live.rpc("account", address=buyer)
-    assert (account["nonce"], account["next_nonce"]) == (0, 3)
+    assert (account["nonce"], account["next_nonce"]) == (0, 3)  # nonce 1 unparked nonce 2
     assert (await live.rpc("num_unconfirmed_txs"))["n_txs"] == 3
     unconfirmed = await live.rpc("unconfirmed_txs", limit=2)
     assert unconfirmed["n_txs"] == 3 and [t["nonce"] for t in unconfirmed["txs"]] == [0, 1]

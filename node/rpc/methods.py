@@ -197,17 +197,22 @@ def register_methods(d: Dispatcher, node: Node) -> None:
 
     # --- blocks ---------------------------------------------------------------------------
 
-    @reads("block", "A block with its txs decoded.", (_height(),))
-    def block(height: int | None) -> dict[str, Any]:
-        return block_view(load_block(resolve_height(height)), chain_id)
+    hashes_only = Param("hashes_only", "bool",
+                        "list the txs as their hashes (hex) instead of decoding them",
+                        default=False)
+
+    @reads("block", "A block with its txs decoded (or their hashes only).",
+           (_height(), hashes_only))
+    def block(height: int | None, hashes_only: bool) -> dict[str, Any]:
+        return block_view(load_block(resolve_height(height)), chain_id, hashes_only)
 
     @reads("block_by_hash", "A block found by its hash.",
-         (Param("hash", "hash", "block hash", required=True),))
-    def block_by_hash(hash: bytes) -> dict[str, Any]:
+         (Param("hash", "hash", "block hash", required=True), hashes_only))
+    def block_by_hash(hash: bytes, hashes_only: bool) -> dict[str, Any]:
         height = chain_view().blocks.height_of(hash)
         if height is None:
             raise not_found("block with this hash")
-        return block_view(load_block(height), chain_id)
+        return block_view(load_block(height), chain_id, hashes_only)
 
     @reads("blockchain", f"Block headers from max_height down to min_height, at most {BLOCKCHAIN_PAGE}.",
          (_height("min_height", "lowest height"), _height("max_height", "highest height")))
@@ -320,11 +325,18 @@ def register_methods(d: Dispatcher, node: Node) -> None:
         asyncio.get_running_loop().call_soon(_quiet_submit, node, tx)
         return {"hash": sha256(tx).hex()}
 
-    @add("broadcast_tx_sync", "Check a tx and add it to the mempool; errors carry the VM's code.",
+    @add("broadcast_tx_sync", "Check a tx and add it to the mempool; errors carry the VM's code. "
+         "`status` is `pooled`, or `parked` (with `waiting_for_nonce`) while an earlier nonce "
+         "of its sender is missing.",
          tx_param, TX_ERRORS)
     def broadcast_tx_sync(tx: bytes) -> dict[str, Any]:
         checked = submit(tx)
-        return {"hash": checked.hash.hex(), "code": 0}
+        if node.mempool.is_parked(checked.hash):
+            # accepted, but no block takes it before the sender's earlier nonces arrive:
+            # say so, or a client that skipped a nonce waits for a commit that never comes
+            return {"hash": checked.hash.hex(), "code": 0, "status": "parked",
+                    "waiting_for_nonce": node.mempool.next_nonce(checked.sender_address)}
+        return {"hash": checked.hash.hex(), "code": 0, "status": "pooled"}
 
     @add("broadcast_tx_commit", "Submit a tx and wait until it is committed; returns its result.",
          tx_param, TX_ERRORS + (COMMIT_TIMEOUT,))
