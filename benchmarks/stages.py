@@ -87,6 +87,7 @@ def summarize(name: str, items: list[Item], result: dict[str, Any], mode: str,
         "lost_examples": [[k.kind, k.hash] for k in items
                           if k.hash in accepted and k.hash not in commit][:5],
         "committed_twice": len(result["duplicates"]), "mempool_full_retries": result["retries"],
+        "parked_at_submit": result["parked"],
         "seconds": round(duration, 3), "submit_seconds": round(result["submit_end"], 3),
         "committed_tx_per_s": round(len(committed) / duration, 1) if duration > 0 else 0.0,
         "blocks": len(blocks), "blocks_per_s": round(len(blocks) / duration, 2) if duration else 0,

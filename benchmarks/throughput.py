@@ -110,6 +110,7 @@ def _stage_line(s: dict[str, Any]) -> str:
             f"{s['committed_tx_per_s']:8.1f} tx/s  p50 {fmt(lat['p50_s'], 2)}s "
             f"p99 {fmt(lat['p99_s'], 2)}s  blocks/s {s['blocks_per_s']}  lost {s['lost']}  "
             f"retries {s['mempool_full_retries']}"
+            + (f"  parked {s['parked_at_submit']}" if s["parked_at_submit"] else "")
             + (f"\n    rejected {s['rejected']} {s['rejected_kinds']}: {s['rejected_examples']}"
                if s["rejected"] else "")
             + (f"\n    lost e.g. {s['lost_examples']}" if s["lost"] else ""))

@@ -13,6 +13,7 @@ Everything raises VMError with a STATELESS code; nothing here reads state.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -170,34 +171,45 @@ def _u63(value: Any, low: int = 0) -> bool:
     return _is_int(value) and low <= value <= T.MAX_AMOUNT
 
 
-def _check_field(kind: Any, value: Any) -> bool:
+def _field_check(kind: Any) -> Callable[[Any], bool]:
+    """The check of one field kind, built once per kind: parse_body runs on every tx a node
+    receives, and walking the kinds per field cost more than the checks themselves."""
     if isinstance(kind, tuple):
-        return isinstance(value, str if kind[0] == "str" else bytes)
+        expected = str if kind[0] == "str" else bytes
+        return lambda v: isinstance(v, expected)
     if kind == U63:
-        return _u63(value)
+        return _u63
     if kind == POS:
-        return _u63(value, 1)
+        return lambda v: _u63(v, 1)
     if kind == ADDR:
-        return isinstance(value, bytes) and len(value) == 20
+        return lambda v: isinstance(v, bytes) and len(v) == 20
     if kind == OPT_ADDR:
-        return value is None or (isinstance(value, bytes) and len(value) == 20)
+        return lambda v: v is None or (isinstance(v, bytes) and len(v) == 20)
     if kind == PUBKEY:
-        return isinstance(value, bytes) and len(value) == 32
+        return lambda v: isinstance(v, bytes) and len(v) == 32
     if kind == RATING:
-        return _is_int(value) and 1 <= value <= 5
+        return lambda v: _is_int(v) and 1 <= v <= 5
     if kind == ACTION:
-        return _is_int(value) and value in T.VOTE_ACTION_NAMES
+        return lambda v: _is_int(v) and v in T.VOTE_ACTION_NAMES
     if kind == POWER:
-        return _is_int(value) and 0 <= value <= T.MAX_VALIDATOR_POWER
+        return lambda v: _is_int(v) and 0 <= v <= T.MAX_VALIDATOR_POWER
     raise AssertionError(kind)
 
 
+# type -> (body class, (field name, check) per field)
+_BODY_CHECKS: dict[int, tuple[type, tuple[tuple[str, Callable[[Any], bool]], ...]]] = {
+    tx_type: (cls, tuple((name, _field_check(kind)) for name, kind in zip(cls._fields, kinds,
+                                                                          strict=True)))
+    for tx_type, (cls, kinds) in BODY_SCHEMAS.items()
+}
+
+
 def parse_body(tx_type: int, body: Any) -> Any:
-    cls, kinds = BODY_SCHEMAS[tx_type]
-    if not isinstance(body, list) or len(body) != len(kinds):
-        raise E.VMError(E.BAD_BODY, f"{T.TYPE_NAMES[tx_type]} body must be a list of {len(kinds)} fields")
-    for name, kind, value in zip(cls._fields, kinds, body, strict=True):
-        if not _check_field(kind, value):
+    cls, checks = _BODY_CHECKS[tx_type]
+    if not isinstance(body, list) or len(body) != len(checks):
+        raise E.VMError(E.BAD_BODY, f"{T.TYPE_NAMES[tx_type]} body must be a list of {len(checks)} fields")
+    for (name, check), value in zip(checks, body, strict=True):
+        if not check(value):
             raise E.VMError(E.BAD_BODY, f"{T.TYPE_NAMES[tx_type]}.{name}: wrong type or out of range")
     parsed = cls(*body)
     if tx_type == T.VALIDATOR_VOTE and (parsed.power == 0) != (parsed.action == T.VOTE_REMOVE):

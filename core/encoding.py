@@ -51,14 +51,21 @@ def encode_trusted(value: Any) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
 
 
-def _check_decoded(value: Any, depth: int) -> None:
-    if depth > MAX_DEPTH:
+# msgpack builds exactly these types (never subclasses), so `type(x) in` is exact; the
+# check runs on every tx a node receives, and one call per item used to dominate it.
+_DECODED_SCALARS = frozenset(_ALLOWED_SCALARS)
+
+
+def _check_decoded_list(items: list, depth: int) -> None:
+    """The items of a list at `depth` (itself within the limit) are at depth + 1."""
+    if items and depth + 1 > MAX_DEPTH:
         raise DecodeError(f"nesting deeper than {MAX_DEPTH}")
-    if isinstance(value, list):
-        for item in value:
-            _check_decoded(item, depth + 1)
-    elif not isinstance(value, _ALLOWED_SCALARS):
-        raise DecodeError(f"type {type(value).__name__} is not allowed")
+    for item in items:
+        kind = type(item)
+        if kind is list:
+            _check_decoded_list(item, depth + 1)
+        elif kind not in _DECODED_SCALARS:
+            raise DecodeError(f"type {kind.__name__} is not allowed")
 
 
 def decode(data: bytes, max_size: int = MAX_ENCODED_SIZE) -> Any:
@@ -85,7 +92,11 @@ def decode(data: bytes, max_size: int = MAX_ENCODED_SIZE) -> Any:
         )
     except Exception as exc:  # msgpack raises many types: all mean "not canonical"
         raise DecodeError(f"malformed encoding: {type(exc).__name__}") from None
-    _check_decoded(value, 0)
+    kind = type(value)
+    if kind is list:
+        _check_decoded_list(value, 0)
+    elif kind not in _DECODED_SCALARS:
+        raise DecodeError(f"type {kind.__name__} is not allowed")
     if msgpack.packb(value, use_bin_type=True) != data:
         raise DecodeError("non-canonical encoding")
     return value

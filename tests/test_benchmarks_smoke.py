@@ -65,6 +65,7 @@ def test_quick_throughput_loses_nothing_and_commits_nothing_twice(quick_result):
     assert r["rejected"] == 0
     for stage in r["stages"]:
         assert stage["committed"] == stage["accepted"] == stage["txs"], stage["stage"]
+        assert stage["parked_at_submit"] == 0, stage["stage"]  # each lane sends in nonce order
 
 
 def test_quick_throughput_covers_every_commerce_tx_type(quick_result):
