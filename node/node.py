@@ -132,6 +132,7 @@ class Node:
         byzantine_mode = byzantine.check_mode(cfg.get("consensus", "byzantine"), self.chain_id)
         self.home.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = ChainDB.open(self.home.db_path, cfg.get("storage", "backend"),
+                               state_cache_bytes=cfg.get("storage", "state_cache_bytes"),
                                **({"cache_bytes": cfg.get("storage", "cache_bytes")}
                                   if cfg.get("storage", "backend") == "leveldb" else {}))
         self.app = CommerceApp(self.db, self.genesis, known_tx=self.known_tx,

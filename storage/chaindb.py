@@ -17,7 +17,7 @@ from storage.blocks import BlockStore, check_height
 from storage.errors import StorageError, StoreCorruptionError
 from storage.kv import KVSnapshot, KVStore, MemoryStore, WriteBatch
 from storage.layout import NS_META
-from storage.state import StateChange, StateMeta, StateStore
+from storage.state import STATE_CACHE_BYTES, StateChange, StateMeta, StateStore
 from storage.txindex import TxIndex, TxIndexEntry
 
 _RESERVED_META = (b"block_height", b"state")
@@ -30,27 +30,29 @@ def crash_point(name: str) -> None:
 class ChainDB:
     """Facade over one KVStore. Single writer: the node's commit path."""
 
-    def __init__(self, store: KVStore) -> None:
+    def __init__(self, store: KVStore, state_cache_bytes: int = STATE_CACHE_BYTES) -> None:
         self.store = store
         self.blocks = BlockStore(store)
-        self.state = StateStore(store)
+        self.state = StateStore(store, cache_bytes=state_cache_bytes)
         self.txs = TxIndex(store)
         self._last_height = self._check_consistency()
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str] | None, backend: str = "leveldb", **options: Any
+        cls, path: str | os.PathLike[str] | None, backend: str = "leveldb", *,
+        state_cache_bytes: int = STATE_CACHE_BYTES, **options: Any
     ) -> ChainDB:
-        """Open (creating if needed) the chain database. backend: "leveldb" or "memory"."""
+        """Open (creating if needed) the chain database. backend: "leveldb" or "memory";
+        `options` go to the LevelDB store."""
         if backend == "memory":
-            return cls(MemoryStore())
+            return cls(MemoryStore(), state_cache_bytes)
         if backend != "leveldb":
             raise StorageError(f"unknown storage backend {backend!r} (leveldb or memory)")
         if path is None:
             raise StorageError("the leveldb backend needs a data directory")
         from storage.leveldb import LevelDBStore  # plyvel only when used
 
-        return cls(LevelDBStore(path, **options))
+        return cls(LevelDBStore(path, **options), state_cache_bytes)
 
     def _check_consistency(self) -> int | None:
         block_height = self.blocks.latest_height()

@@ -26,6 +26,11 @@ class StateMeta:
 
 
 STATE_CACHE_ENTRIES = 100_000
+STATE_CACHE_BYTES = 32 * 1024 * 1024
+# Python's own cost of a cached entry beyond its key and value bytes: two bytes objects'
+# headers and the dict slot (measured with tracemalloc: about 118 bytes on CPython 3.11)
+ENTRY_OVERHEAD = 118
+_MISSING = object()
 
 
 class StateStore:
@@ -42,16 +47,25 @@ class StateStore:
     a read that hits the old generation moves the entry back to the young one. Evicting one
     entry at a time from the front of a dict instead leaves a run of deleted slots that
     every later scan from the front walks again (34 ms per block at 100,000 entries).
+
+    The bound is in entries and in bytes (keys, values and ENTRY_OVERHEAD each), whichever
+    is reached first. Entries alone do not bound memory: the app hash's buckets grow with
+    the state (64 bytes per key), and a 20-minute benchmark run's node grew by 10 MB a
+    minute while its cache of at most 100,000 entries filled with ever larger buckets.
     """
 
-    __slots__ = ("_store", "_get", "_young", "_old", "_generation")
+    __slots__ = ("_store", "_get", "_young", "_old", "_generation", "_generation_bytes",
+                 "_young_bytes")
 
-    def __init__(self, store: KVReader, cache_entries: int = STATE_CACHE_ENTRIES) -> None:
+    def __init__(self, store: KVReader, cache_entries: int = STATE_CACHE_ENTRIES,
+                 cache_bytes: int = STATE_CACHE_BYTES) -> None:
         self._store = store
         self._get = store.get
         self._young: dict[bytes, bytes | None] = {}
         self._old: dict[bytes, bytes | None] = {}
         self._generation = max(1, cache_entries // 2)
+        self._generation_bytes = max(1, cache_bytes // 2)
+        self._young_bytes = 0
 
     def get(self, key: bytes) -> bytes | None:
         young = self._young
@@ -60,7 +74,8 @@ class StateStore:
         old = self._old
         value = old[key] if key in old else self._get(NS_STATE + key)
         young[key] = value
-        if len(young) >= self._generation:
+        self._young_bytes += len(key) + (len(value) if value else 0) + ENTRY_OVERHEAD
+        if len(young) >= self._generation or self._young_bytes >= self._generation_bytes:
             self._rotate()
         return value
 
@@ -69,16 +84,33 @@ class StateStore:
         next block is likely to read what this one wrote)."""
         # A stale copy in the old generation is harmless: reads look in the young one
         # first, and the old one is dropped whole at the next turn.
-        generation = self._generation
+        generation, generation_bytes = self._generation, self._generation_bytes
+        young, size = self._young, self._young_bytes
         for key, value in changes:
-            young = self._young
+            before = young.get(key, _MISSING)
+            if before is _MISSING:
+                size += len(key) + ENTRY_OVERHEAD
+            elif before:
+                size -= len(before)  # type: ignore[arg-type]
             young[key] = value
-            if len(young) >= generation:
+            if value:
+                size += len(value)
+            if len(young) >= generation or size >= generation_bytes:
+                self._young_bytes = size
                 self._rotate()
+                young, size = self._young, 0
+        self._young_bytes = size
 
     def _rotate(self) -> None:
         self._old = self._young
         self._young = {}
+        self._young_bytes = 0
+
+    @property
+    def cached_bytes(self) -> int:
+        """What the young generation counts against the bound (the old one holds at most
+        as much)."""
+        return self._young_bytes
 
     @property
     def cached_entries(self) -> int:
@@ -87,6 +119,7 @@ class StateStore:
     def forget(self) -> None:
         self._young.clear()
         self._old.clear()
+        self._young_bytes = 0
 
     def iterate(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False

@@ -84,6 +84,32 @@ def test_read_cache_is_bounded():
     assert small.cached_entries <= 10
 
 
+def test_read_cache_is_bounded_in_bytes_as_values_grow():
+    """A fixed set of keys whose values keep growing (the app hash's buckets do, with the
+    state): a count of entries never bounds that, the byte budget does."""
+    from storage.state import ENTRY_OVERHEAD, StateStore
+
+    db = ChainDB.open(None, "memory")
+    keys = [b"~b%03d" % i for i in range(50)]
+    db.write_genesis_state([(k, b"") for k in keys], b"g")
+    budget = 20_000
+    small = StateStore(db.store, cache_entries=1000, cache_bytes=budget)
+    for size in range(0, 2000, 100):  # every key rewritten, each time 100 bytes larger
+        small.remember([(k, b"x" * size) for k in keys])
+        held = sum(len(k) + len(v or b"") + ENTRY_OVERHEAD
+                   for gen in (small._young, small._old) for k, v in gen.items())
+        assert held <= budget + 2 * (2000 + ENTRY_OVERHEAD), size  # two halves + one entry
+        assert small.cached_bytes <= budget // 2 + 2000 + ENTRY_OVERHEAD
+    # rewriting a key replaces its bytes in the count instead of adding them again
+    same = StateStore(db.store, cache_entries=1000, cache_bytes=10**9)
+    for _ in range(100):
+        same.remember([(keys[0], b"y" * 500)])
+    assert same.cached_bytes == len(keys[0]) + 500 + ENTRY_OVERHEAD
+    same.remember([(keys[0], None)])
+    assert same.cached_bytes == len(keys[0]) + ENTRY_OVERHEAD
+    assert same.get(keys[1]) == b"" and same.cached_bytes == 2 * (len(keys[0]) + ENTRY_OVERHEAD)
+
+
 def test_read_cache_never_answers_an_older_value_than_the_store():
     """Writes and reads interleaved across many generation turns of a tiny cache: every
     read answers what the store holds (a stale entry left in the old generation is caught)."""
@@ -95,7 +121,7 @@ def test_read_cache_never_answers_an_older_value_than_the_store():
 
     db = ChainDB.open(None, "memory")
     db.write_genesis_state([(bytes([i]), b"0") for i in range(30)], b"g")
-    small = StateStore(db.store, cache_entries=8)
+    small = StateStore(db.store, cache_entries=8, cache_bytes=800)  # bytes turn it first
     rng = random.Random(7)
     for step in range(2000):
         key = bytes([rng.randrange(40)])
