@@ -10,11 +10,9 @@ import pytest
 from storage.errors import SigningStateError
 from storage.signing_state import (
     MAGIC,
-    SLOT_SIZE,
     SigningState,
     SigningStateFile,
     encode_signing_state,
-    encode_slot,
 )
 
 
@@ -101,94 +99,3 @@ def test_wrongly_shaped_payload_is_an_error(tmp_path):
 def test_unencodable_state_is_a_typed_error(tmp_path):
     with pytest.raises(SigningStateError):
         SigningStateFile(tmp_path / "s").save(SigningState(1, 0, 0, "not bytes"))  # type: ignore[arg-type]
-
-
-# --- the two-slot file ------------------------------------------------------------------
-
-
-def test_saves_after_the_first_overwrite_the_other_slot_in_place(tmp_path, monkeypatch):
-    path = tmp_path / "s"
-    f = SigningStateFile(path)
-    f.save(SigningState(1, 0, 1, b"p"))  # creates the file (rename)
-    assert path.stat().st_size == 2 * SLOT_SIZE
-    inode = path.stat().st_ino
-
-    def no_rename(*_a):
-        raise AssertionError("a save after the first must not replace the file")
-
-    monkeypatch.setattr(os, "replace", no_rename)
-    synced = []
-    real = os.fdatasync
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
-    states = [SigningState(1, 0, 2), SigningState(1, 0, 3, b"c"), SigningState(2, 0, 1)]
-    slots = []
-    for state in states:
-        f.save(state)
-        slots.append(path.read_bytes())
-        assert SigningStateFile(path).load() == state
-    assert len(synced) == len(states) and path.stat().st_ino == inode
-    # they alternate: each save leaves the previous state whole in the other slot
-    assert slots[0][:SLOT_SIZE] == slots[1][:SLOT_SIZE] != slots[2][:SLOT_SIZE]
-    assert slots[1][SLOT_SIZE:] == slots[2][SLOT_SIZE:] != slots[0][SLOT_SIZE:]
-
-
-def tear(path, slot: int) -> None:
-    data = bytearray(path.read_bytes())
-    data[slot * SLOT_SIZE + 25] ^= 0xFF  # inside the payload: the checksum no longer holds
-    path.write_bytes(bytes(data))
-
-
-def test_a_torn_slot_falls_back_to_the_other_and_is_the_next_overwritten(tmp_path, caplog):
-    path = tmp_path / "s"
-    f = SigningStateFile(path)
-    f.save(SigningState(4, 0, 1))
-    f.save(SigningState(4, 0, 2))  # slot 0 now (sequence 3); slot 1 holds (4, 0, 1)
-    tear(path, 0)  # power lost while (4, 0, 2) was written: it was never sent
-    again = SigningStateFile(path)
-    assert again.load() == SigningState(4, 0, 1)
-    assert "slot 0" in caplog.text and "checksum" in caplog.text
-    again.save(SigningState(4, 0, 3))  # goes into the torn slot, not over the good one
-    assert SigningStateFile(path).load() == SigningState(4, 0, 3)
-    tear(path, 0)
-    assert SigningStateFile(path).load() == SigningState(4, 0, 1)  # slot 1 was kept
-
-
-def test_two_bad_slots_are_an_error_and_are_not_overwritten(tmp_path):
-    path = tmp_path / "s"
-    f = SigningStateFile(path)
-    f.save(SigningState(7, 0, 1))
-    f.save(SigningState(7, 0, 2))
-    tear(path, 0)
-    tear(path, 1)
-    bad = path.read_bytes()
-    with pytest.raises(SigningStateError, match="slot 0.*slot 1"):
-        SigningStateFile(path).load()
-    with pytest.raises(SigningStateError):
-        SigningStateFile(path).save(SigningState(8, 0, 0))
-    assert path.read_bytes() == bad
-
-
-def test_a_newer_slot_with_an_older_state_is_an_error(tmp_path):
-    path = tmp_path / "s"
-    path.write_bytes(encode_slot(SigningState(9, 0, 2), 5) + encode_slot(SigningState(9, 0, 1), 6))
-    with pytest.raises(SigningStateError, match="older state"):
-        SigningStateFile(path).load()
-
-
-def test_a_file_in_the_first_format_is_read_and_replaced_on_the_next_save(tmp_path):
-    path = tmp_path / "s"
-    path.write_bytes(encode_signing_state(SigningState(3, 1, 2, b"old")))
-    f = SigningStateFile(path)
-    assert f.load() == SigningState(3, 1, 2, b"old")
-    with pytest.raises(SigningStateError, match="refusing to move"):
-        f.save(SigningState(3, 1, 1))
-    f.save(SigningState(3, 2, 0))
-    assert path.stat().st_size == 2 * SLOT_SIZE
-    assert SigningStateFile(path).load() == SigningState(3, 2, 0)
-
-
-def test_a_state_too_large_for_a_slot_is_refused(tmp_path):
-    f = SigningStateFile(tmp_path / "s")
-    with pytest.raises(SigningStateError, match="does not fit"):
-        f.save(SigningState(1, 0, 0, b"x" * SLOT_SIZE))
-    assert f.current is None
