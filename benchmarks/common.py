@@ -121,13 +121,13 @@ class ProcessMeter:
             rss = memory_kb(pid).get("VmRSS")
             if rss is not None:
                 self.rss_samples[name].append(rss)
-                self.rss_times.setdefault(name, []).append(time.monotonic())
+                self.rss_times[name].append(time.monotonic())
 
     def rss_by_minute(self, name: str) -> list[float]:
         """The highest RSS sample (MB) of each minute since the first sample: the shape of
         memory over a long run (growing, or levelling off once the caches are full)."""
         samples, times = self.rss_samples.get(name, []), self.rss_times.get(name, [])
-        if not samples or len(times) != len(samples):
+        if not samples:
             return []
         peaks: dict[int, int] = {}
         for t, rss in zip(times, samples, strict=True):

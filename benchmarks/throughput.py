@@ -55,8 +55,6 @@ class Bench:
     def start(self, names: list[str] | None = None) -> None:
         self.pids.update(net.start(self.root, names))
         self.meter = ProcessMeter(dict(self.pids))
-        self.meter.rss_samples = {n: [] for n in self.pids}
-        self.meter.rss_times = {n: [] for n in self.pids}
 
     def stop(self) -> None:
         net.stop(self.root)

@@ -219,6 +219,3 @@ class CommerceApp:
         )
         self._cache.clear()
         return CommittedBlock(block, certificate, execution, txs)
-
-    # --- reads -----------------------------------------------------------------------------
-
