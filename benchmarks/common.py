@@ -13,6 +13,7 @@ import os
 import platform
 import statistics
 import time
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,11 +90,13 @@ def cpu_seconds(pid: int) -> float | None:
 
 
 def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) in KiB."""
+    """VmRSS, VmHWM (peak RSS) and RssAnon in KiB. RssAnon is the process's own memory;
+    the rest of VmRSS is file pages it has mapped (LevelDB maps its tables), which the
+    kernel can drop and reread."""
     out: dict[str, int] = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
+            if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:")):
                 out[line.split(":")[0]] = int(line.split()[1])
     except OSError:
         pass
@@ -110,7 +113,10 @@ class ProcessMeter:
         self.start_cpu: dict[str, float | None] = {}
         self.start_time = 0.0
         self.rss_samples: dict[str, list[int]] = {name: [] for name in self.pids}
+        self.anon_samples: dict[str, list[int]] = {name: [] for name in self.pids}
         self.rss_times: dict[str, list[float]] = {name: [] for name in self.pids}
+        self.cpu_samples: dict[str, list[float]] = {name: [] for name in self.pids}
+        self.cpu_times: dict[str, list[float]] = {name: [] for name in self.pids}
 
     def begin(self) -> None:
         self.start_time = time.monotonic()
@@ -118,15 +124,32 @@ class ProcessMeter:
 
     def sample(self) -> None:
         for name, pid in self.pids.items():
-            rss = memory_kb(pid).get("VmRSS")
-            if rss is not None:
-                self.rss_samples[name].append(rss)
+            mem = memory_kb(pid)
+            if "VmRSS" in mem:
+                self.rss_samples[name].append(mem["VmRSS"])
+                self.anon_samples[name].append(mem.get("RssAnon", 0))
                 self.rss_times[name].append(time.monotonic())
+            cpu = cpu_seconds(pid)
+            if cpu is not None:
+                self.cpu_samples[name].append(cpu)
+                self.cpu_times[name].append(time.monotonic())
 
-    def rss_by_minute(self, name: str) -> list[float]:
+    def cpu_between(self, name: str, start: float, end: float) -> float | None:
+        """CPU seconds `name` used between two monotonic times, from the samples nearest
+        to them (None without two distinct samples in the span)."""
+        times, cpus = self.cpu_times.get(name, []), self.cpu_samples.get(name, [])
+        first = bisect_left(times, start)
+        last = bisect_right(times, end) - 1
+        if first >= len(times) or last <= first:
+            return None
+        return cpus[last] - cpus[first]
+
+    def rss_by_minute(self, name: str, anonymous: bool = False) -> list[float]:
         """The highest RSS sample (MB) of each minute since the first sample: the shape of
-        memory over a long run (growing, or levelling off once the caches are full)."""
-        samples, times = self.rss_samples.get(name, []), self.rss_times.get(name, [])
+        memory over a long run (growing, or levelling off once the caches are full).
+        `anonymous`: of RssAnon only, without mapped file pages."""
+        samples = (self.anon_samples if anonymous else self.rss_samples).get(name, [])
+        times = self.rss_times.get(name, [])
         if not samples:
             return []
         peaks: dict[int, int] = {}

@@ -13,7 +13,7 @@ from typing import Any
 
 from node.testnet import TestnetManifest
 
-from .common import ProcessMeter, latency_summary
+from .common import ProcessMeter, latency_summary, percentile
 from .workload import Item, Workload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +64,33 @@ def run_stage(manifest: TestnetManifest, items: list[Item], meter: ProcessMeter,
             raise RuntimeError(f"the submitter process failed (exit {proc.returncode})")
         result = pickle.loads(out_path.read_bytes())
     result["nodes"] = nodes
+    result["by_minute"] = by_minute(result, meter)
     return result
+
+
+def by_minute(result: dict[str, Any], meter: ProcessMeter) -> list[dict[str, Any]]:
+    """The stage minute by minute: the txs committed in each minute, their latency, and the
+    nodes' CPU per committed tx. Over a long run this shows whether the work per tx grows
+    with the chain, or whether a node falls behind an offered rate it once kept up with."""
+    t0, submit = result.get("t0_monotonic"), result["submit_time"]
+    if t0 is None:
+        return []
+    latencies: dict[int, list[float]] = {}
+    for tx_hash, (seen, _height) in result["commit"].items():
+        if tx_hash in submit:
+            latencies.setdefault(int(seen // 60), []).append(seen - submit[tx_hash])
+    rows = []
+    for minute in sorted(latencies):
+        lat = latencies[minute]
+        start = t0 + 60 * minute
+        cpus = [c for c in (meter.cpu_between(name, start, start + 60) for name in meter.pids)
+                if c is not None]
+        rows.append({"minute": minute, "committed": len(lat),
+                     "p50_s": round(percentile(lat, 50), 3),  # type: ignore[arg-type]
+                     "p99_s": round(percentile(lat, 99), 3),  # type: ignore[arg-type]
+                     "cpu_us_per_tx": round(1e6 * sum(cpus) / len(cpus) / len(lat))
+                     if cpus else None})
+    return rows
 
 
 def summarize(name: str, items: list[Item], result: dict[str, Any], mode: str,
@@ -93,7 +119,7 @@ def summarize(name: str, items: list[Item], result: dict[str, Any], mode: str,
         "blocks": len(blocks), "blocks_per_s": round(len(blocks) / duration, 2) if duration else 0,
         "txs_per_block_max": max((b[2] for b in blocks), default=0),
         "latency": latency_summary(latencies), "tx_kinds": dict(sorted(kinds.items())),
-        "nodes": result["nodes"],
+        "nodes": result["nodes"], "by_minute": result.get("by_minute", []),
     }
 
 

@@ -147,7 +147,8 @@ class Run:
                 "rejected": self.rejected, "commit": self.commit, "duplicates": self.duplicates,
                 "blocks": self.blocks, "block_hashes": self.block_hashes,
                 "retries": self.retries, "parked": self.parked, "submit_end": submit_end, "end": self.now(),
-                "start_height": start_height, "post_seconds": self.post_seconds}
+                "start_height": start_height, "post_seconds": self.post_seconds,
+                "t0_monotonic": self.t0}
 
 
 def main(argv: list[str]) -> int:

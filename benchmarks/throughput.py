@@ -134,6 +134,8 @@ def node_stats(bench: Bench, stages: list[dict[str, Any]]) -> dict[str, Any]:
         cpu = sum(s["nodes"][name]["cpu_seconds"] or 0 for s in stages)
         samples = bench.meter.rss_samples.get(name, [])
         tail = samples[len(samples) // 4:] or samples
+        anon = bench.meter.anon_samples.get(name, [])
+        anon_tail = anon[len(anon) // 4:] or anon
         out[name] = {"cpu_seconds": round(cpu, 2),
                      "cpu_percent_of_one_core": round(100 * cpu / seconds, 1) if seconds else None,
                      "peak_rss_mb": max(s["nodes"][name]["peak_rss_mb"] for s in stages),
@@ -142,7 +144,11 @@ def node_stats(bench: Bench, stages: list[dict[str, Any]]) -> dict[str, Any]:
                      # (max - min) / min: the target is at most 0.10 over a 10-minute run
                      "rss_spread_after_warmup": round((max(tail) - min(tail)) / min(tail), 3)
                      if tail else None,
-                     "rss_mb_by_minute": bench.meter.rss_by_minute(name)}
+                     "rss_mb_by_minute": bench.meter.rss_by_minute(name),
+                     "anon_rss_spread_after_warmup":
+                     round((max(anon_tail) - min(anon_tail)) / min(anon_tail), 3)
+                     if anon_tail and min(anon_tail) > 0 else None,
+                     "anon_rss_mb_by_minute": bench.meter.rss_by_minute(name, anonymous=True)}
     return out
 
 
@@ -201,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "steady_committed_tx_per_s": steady["committed_tx_per_s"],
         "steady_committed_tx_per_s_ratio": ratio(steady["committed_tx_per_s"], ceiling_tx),
         "latency_steady": steady["latency"],
+        "latency_steady_by_minute": steady["by_minute"],
         "latency_saturation": saturation_latency,
         "p50_s": steady["latency"]["p50_s"], "p90_s": steady["latency"]["p90_s"],
         "p99_s": steady["latency"]["p99_s"],
@@ -269,10 +276,17 @@ def report(r: dict[str, Any]) -> str:
                         "p99 s", "blocks/s", "lost", "retries")), ""]
     node_rows = [(name, fmt(n["cpu_seconds"], 1), fmt(n["cpu_percent_of_one_core"]),
                   fmt(n["peak_rss_mb"]), f"{fmt(n['rss_mb_min_after_warmup'])}.."
-                  f"{fmt(n['rss_mb_max_after_warmup'])}", fmt(n["rss_spread_after_warmup"], 3))
+                  f"{fmt(n['rss_mb_max_after_warmup'])}", fmt(n["rss_spread_after_warmup"], 3),
+                  fmt(n["anon_rss_spread_after_warmup"], 3))
                  for name, n in r["nodes"].items()]
     out += [table(node_rows, ("node", "cpu s", "cpu % of 1 core", "peak RSS MB",
-                              "RSS MB after warm-up", "spread")), ""]
+                              "RSS MB after warm-up", "spread", "anon spread")), ""]
+    minutes = r["latency_steady_by_minute"]
+    if len(minutes) > 1:
+        out += ["steady stage, minute by minute (cpu per committed tx: mean of the nodes)",
+                table([(fmt(m["minute"]), fmt(m["committed"]), fmt(m["p50_s"], 2),
+                        fmt(m["p99_s"], 2), fmt(m["cpu_us_per_tx"])) for m in minutes],
+                      ("minute", "committed", "p50 s", "p99 s", "cpu us/tx")), ""]
     out.append(f"measured (saturation): {fmt(r['committed_tx_per_s'])} tx/s = ratio "
                f"{r['committed_tx_per_s_ratio']:.3f} of the ceiling; blocks/s "
                f"{r['blocks_per_s']}; steady at {fmt(r['steady_offered_tx_per_s'])} tx/s offered: "

@@ -86,6 +86,11 @@ def test_quick_throughput_reports_cpu_and_rss_per_node(quick_result):
         assert 0 < low <= high
         assert stats["rss_spread_after_warmup"] == pytest.approx((high - low) / low, abs=5e-3)
         assert stats["rss_mb_by_minute"] and max(stats["rss_mb_by_minute"]) >= high
+        # anonymous memory is part of RSS, minute by minute
+        anon = stats["anon_rss_mb_by_minute"]
+        assert len(anon) == len(stats["rss_mb_by_minute"])
+        assert all(0 < a <= r for a, r in zip(anon, stats["rss_mb_by_minute"], strict=True))
+        assert stats["anon_rss_spread_after_warmup"] >= 0
     targets = quick_result["targets"]
     assert targets["rss_spread_max"] == max(n["rss_spread_after_warmup"] for n in nodes.values())
     # a quick run is far shorter than the 10 minutes the flatness target is judged on
@@ -104,3 +109,32 @@ def test_inprocess_mixed_run_commits_everything_and_reuses_the_check_runs():
     assert result["txs"] == (60 - 20) * 4 and result["mixed"] is True
     assert result["blocks"] >= 1 and result["cpu_seconds"] > 0
     assert result["reused_runs"] >= result["txs"]
+
+
+def test_quick_throughput_breaks_the_steady_stage_down_by_minute(quick_result):
+    steady = next(s for s in quick_result["stages"] if s["stage"] == "steady")
+    minutes = quick_result["latency_steady_by_minute"]
+    assert minutes == steady["by_minute"] and minutes[0]["minute"] == 0
+    assert sum(m["committed"] for m in minutes) == steady["committed"]
+    assert minutes[0]["cpu_us_per_tx"] > 0
+
+
+def test_by_minute_splits_commits_and_cpu_by_the_minute_they_fell_in():
+    from benchmarks.common import ProcessMeter
+    from benchmarks.stages import by_minute
+
+    meter = ProcessMeter({"node0": 1, "node1": 2})
+    t0 = 1000.0
+    # node0 uses 6 s of CPU a minute, node1 12 s: 9 s a minute on average
+    for name, per_minute in (("node0", 6.0), ("node1", 12.0)):
+        meter.cpu_times[name] = [t0 + 30 * i for i in range(5)]  # 0, 30, ..., 120 s
+        meter.cpu_samples[name] = [per_minute * i / 2 for i in range(5)]
+    result = {"t0_monotonic": t0,
+              "submit_time": {"a": 0.0, "b": 11.0, "c": 70.0},
+              "commit": {"a": (1.0, 5), "b": (12.0, 6), "c": (75.0, 9),
+                         "not-ours": (80.0, 9)}}
+    rows = by_minute(result, meter)
+    assert [r["minute"] for r in rows] == [0, 1]
+    assert [r["committed"] for r in rows] == [2, 1]
+    assert rows[0]["p50_s"] == rows[0]["p99_s"] == 1.0 and rows[1]["p50_s"] == 5.0
+    assert rows[0]["cpu_us_per_tx"] == 9_000_000 // 2 and rows[1]["cpu_us_per_tx"] == 9_000_000
