@@ -148,8 +148,19 @@ def node_stats(bench: Bench, stages: list[dict[str, Any]]) -> dict[str, Any]:
                      "anon_rss_spread_after_warmup":
                      round((max(anon_tail) - min(anon_tail)) / min(anon_tail), 3)
                      if anon_tail and min(anon_tail) > 0 else None,
-                     "anon_rss_mb_by_minute": bench.meter.rss_by_minute(name, anonymous=True)}
+                     "anon_rss_mb_by_minute": bench.meter.rss_by_minute(name, anonymous=True),
+                     "rss_spread_last_5_min": _spread_last(bench.meter, name, 300.0)}
     return out
+
+
+def _spread_last(meter: ProcessMeter, name: str, seconds: float) -> float | None:
+    """(max - min) / min of the RSS samples of the last `seconds` of a run at least twice
+    that long: whether RSS has levelled off once the caches are full (None if shorter)."""
+    samples, times = meter.rss_samples.get(name, []), meter.rss_times.get(name, [])
+    if not times or times[-1] - times[0] < 2 * seconds:
+        return None
+    last = [rss for rss, t in zip(samples, times, strict=True) if t >= times[-1] - seconds]
+    return round((max(last) - min(last)) / min(last), 3)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,10 +288,11 @@ def report(r: dict[str, Any]) -> str:
     node_rows = [(name, fmt(n["cpu_seconds"], 1), fmt(n["cpu_percent_of_one_core"]),
                   fmt(n["peak_rss_mb"]), f"{fmt(n['rss_mb_min_after_warmup'])}.."
                   f"{fmt(n['rss_mb_max_after_warmup'])}", fmt(n["rss_spread_after_warmup"], 3),
-                  fmt(n["anon_rss_spread_after_warmup"], 3))
+                  fmt(n["anon_rss_spread_after_warmup"], 3), fmt(n["rss_spread_last_5_min"], 3))
                  for name, n in r["nodes"].items()]
     out += [table(node_rows, ("node", "cpu s", "cpu % of 1 core", "peak RSS MB",
-                              "RSS MB after warm-up", "spread", "anon spread")), ""]
+                              "RSS MB after warm-up", "spread", "anon spread",
+                              "spread, last 5 min")), ""]
     minutes = r["latency_steady_by_minute"]
     if len(minutes) > 1:
         out += ["steady stage, minute by minute (cpu per committed tx: mean of the nodes)",

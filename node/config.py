@@ -22,6 +22,7 @@ _CHOICES = {
     ("node", "log_level"): ("debug", "info", "warning", "error"),
     ("node", "log_format"): ("text", "json"),
     ("storage", "backend"): ("leveldb", "memory"),
+    ("storage", "compression"): ("none", "snappy"),
 }
 _ADDRESS_KEYS = {("rpc", "listen"), ("p2p", "listen")}
 

@@ -133,7 +133,7 @@ class Node:
         self.home.data_dir.mkdir(parents=True, exist_ok=True)
         self.db = ChainDB.open(self.home.db_path, cfg.get("storage", "backend"),
                                state_cache_bytes=cfg.get("storage", "state_cache_bytes"),
-                               **({"cache_bytes": cfg.get("storage", "cache_bytes")}
+                               **(leveldb_options(cfg)
                                   if cfg.get("storage", "backend") == "leveldb" else {}))
         self.app = CommerceApp(self.db, self.genesis, known_tx=self.known_tx,
                                check_record=self.check_record)
@@ -317,6 +317,12 @@ class Node:
             self.db.close()
             self.db = None
         self.stopped.set()
+
+
+def leveldb_options(cfg: Config) -> dict[str, Any]:
+    compression = cfg.get("storage", "compression")
+    return {"cache_bytes": cfg.get("storage", "cache_bytes"),
+            "compression": None if compression == "none" else compression}
 
 
 def _shutting_down(tx_hash: bytes) -> RPCError:

@@ -30,7 +30,7 @@ class LevelDBStore(KVStore):
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         write_buffer_bytes: int = DEFAULT_WRITE_BUFFER_BYTES,
         bloom_filter_bits: int = 10,
-        compression: str | None = "snappy",
+        compression: str | None = None,
         max_open_files: int = 512,
     ) -> None:
         self.path = os.fspath(path)

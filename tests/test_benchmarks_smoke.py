@@ -138,3 +138,18 @@ def test_by_minute_splits_commits_and_cpu_by_the_minute_they_fell_in():
     assert [r["committed"] for r in rows] == [2, 1]
     assert rows[0]["p50_s"] == rows[0]["p99_s"] == 1.0 and rows[1]["p50_s"] == 5.0
     assert rows[0]["cpu_us_per_tx"] == 9_000_000 // 2 and rows[1]["cpu_us_per_tx"] == 9_000_000
+
+
+def test_rss_spread_of_the_last_five_minutes_needs_a_run_twice_as_long():
+    from benchmarks.common import ProcessMeter
+    from benchmarks.throughput import _spread_last
+
+    meter = ProcessMeter({"node0": 1})
+    # one sample a minute for 11 minutes: growing to 200 MB by minute 6, then 200..210 MB
+    rss = [100, 120, 140, 160, 180, 190, 200, 205, 210, 200, 204, 206]
+    meter.rss_samples["node0"] = [mb * 1024 for mb in rss]
+    meter.rss_times["node0"] = [60.0 * m for m in range(len(rss))]
+    assert _spread_last(meter, "node0", 300.0) == round((210 - 200) / 200, 3)
+    meter.rss_samples["node0"], meter.rss_times["node0"] = meter.rss_samples["node0"][:9], \
+        meter.rss_times["node0"][:9]  # 8 minutes: too short to judge the last five
+    assert _spread_last(meter, "node0", 300.0) is None

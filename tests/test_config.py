@@ -38,6 +38,7 @@ def test_defaults_load():
         ({"mempool": {"max_txs": -1}}, "must not be negative"),
         ({"mempool": {"max_txs": "10"}}, "expected an integer"),
         ({"node": {"log_level": "loud"}}, "must be one of"),
+        ({"storage": {"compression": "zstd"}}, "must be one of"),
         ({"p2p": {"seeds": [1]}}, "list of strings"),
         ({"rpc": {"listen": 5}}, "expected str"),
     ],
@@ -72,3 +73,12 @@ def test_render_keeps_comments_and_overrides(tmp_path):
     assert load_config(path).get("rpc", "listen") == "127.0.0.1:5555"
     with pytest.raises(ConfigError):
         render_config({("rpc", "listen"): "bad"})
+
+
+def test_storage_compression_reaches_leveldb_as_its_option():
+    from node.node import leveldb_options
+
+    assert config_from_dict({}).get("storage", "compression") == "none"
+    assert leveldb_options(config_from_dict({}))["compression"] is None
+    snappy = config_from_dict({"storage": {"compression": "snappy"}})
+    assert leveldb_options(snappy) == {"cache_bytes": 67108864, "compression": "snappy"}

@@ -216,6 +216,27 @@ def test_leveldb_persists_across_reopen(tmp_path):
     s.close()
 
 
+def _table_bytes(path) -> int:
+    return sum(f.stat().st_size for f in path.glob("*.ldb"))
+
+
+def test_leveldb_compression_option_and_either_reads_the_other(tmp_path):
+    """`compression=None` (the node's default) writes tables as they are; "snappy" shrinks
+    compressible ones; a store written with one setting opens and reads with the other."""
+    values = [(b"k%05d" % i, b"compressible " * 80) for i in range(4000)]  # ~4 MB
+    for name, compression in (("plain", None), ("snappy", "snappy")):
+        s = LevelDBStore(tmp_path / name, compression=compression, write_buffer_bytes=1 << 20)
+        for i in range(0, len(values), 100):  # a full memtable is written out on a later write
+            put_all(s, values[i:i + 100])
+        s.close()
+    plain, snappy = _table_bytes(tmp_path / "plain"), _table_bytes(tmp_path / "snappy")
+    assert plain > 3_000_000 and snappy * 5 < plain
+    for name, other in (("plain", "snappy"), ("snappy", None)):
+        s = LevelDBStore(tmp_path / name, compression=other)
+        assert all(s.get(k) == v for k, v in values[::97])
+        s.close()
+
+
 def test_leveldb_locked_in_process(tmp_path):
     s = LevelDBStore(tmp_path / "db")
     try:
