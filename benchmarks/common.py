@@ -123,16 +123,17 @@ class ProcessMeter:
         self.start_cpu = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def sample(self) -> None:
+        now = time.monotonic()
         for name, pid in self.pids.items():
             mem = memory_kb(pid)
             if "VmRSS" in mem:
                 self.rss_samples[name].append(mem["VmRSS"])
                 self.anon_samples[name].append(mem.get("RssAnon", 0))
-                self.rss_times[name].append(time.monotonic())
+                self.rss_times[name].append(now)
             cpu = cpu_seconds(pid)
             if cpu is not None:
                 self.cpu_samples[name].append(cpu)
-                self.cpu_times[name].append(time.monotonic())
+                self.cpu_times[name].append(now)
 
     def cpu_between(self, name: str, start: float, end: float) -> float | None:
         """CPU seconds `name` used between two monotonic times, from the samples nearest

@@ -132,25 +132,32 @@ def node_stats(bench: Bench, stages: list[dict[str, Any]]) -> dict[str, Any]:
     for name in bench.pids:
         seconds = sum(s["nodes"][name]["window_seconds"] for s in stages)
         cpu = sum(s["nodes"][name]["cpu_seconds"] or 0 for s in stages)
-        samples = bench.meter.rss_samples.get(name, [])
-        tail = samples[len(samples) // 4:] or samples
-        anon = bench.meter.anon_samples.get(name, [])
-        anon_tail = anon[len(anon) // 4:] or anon
+        tail = _after_warmup(bench.meter.rss_samples.get(name, []))
         out[name] = {"cpu_seconds": round(cpu, 2),
                      "cpu_percent_of_one_core": round(100 * cpu / seconds, 1) if seconds else None,
                      "peak_rss_mb": max(s["nodes"][name]["peak_rss_mb"] for s in stages),
                      "rss_mb_min_after_warmup": round(min(tail) / 1024, 1) if tail else None,
                      "rss_mb_max_after_warmup": round(max(tail) / 1024, 1) if tail else None,
-                     # (max - min) / min: the target is at most 0.10 over a 10-minute run
-                     "rss_spread_after_warmup": round((max(tail) - min(tail)) / min(tail), 3)
-                     if tail else None,
+                     # the target is a spread of at most 0.10 over a 10-minute run
+                     "rss_spread_after_warmup": _spread(tail),
                      "rss_mb_by_minute": bench.meter.rss_by_minute(name),
                      "anon_rss_spread_after_warmup":
-                     round((max(anon_tail) - min(anon_tail)) / min(anon_tail), 3)
-                     if anon_tail and min(anon_tail) > 0 else None,
+                     _spread(_after_warmup(bench.meter.anon_samples.get(name, []))),
                      "anon_rss_mb_by_minute": bench.meter.rss_by_minute(name, anonymous=True),
                      "rss_spread_last_5_min": _spread_last(bench.meter, name, 300.0)}
     return out
+
+
+def _after_warmup(samples: list[int]) -> list[int]:
+    """The samples after the first quarter of the run (all of them if that leaves none)."""
+    return samples[len(samples) // 4:] or samples
+
+
+def _spread(samples: list[int]) -> float | None:
+    """(max - min) / min; None without samples or with a zero one (RssAnon not read)."""
+    if not samples or min(samples) <= 0:
+        return None
+    return round((max(samples) - min(samples)) / min(samples), 3)
 
 
 def _spread_last(meter: ProcessMeter, name: str, seconds: float) -> float | None:
@@ -159,8 +166,8 @@ def _spread_last(meter: ProcessMeter, name: str, seconds: float) -> float | None
     samples, times = meter.rss_samples.get(name, []), meter.rss_times.get(name, [])
     if not times or times[-1] - times[0] < 2 * seconds:
         return None
-    last = [rss for rss, t in zip(samples, times, strict=True) if t >= times[-1] - seconds]
-    return round((max(last) - min(last)) / min(last), 3)
+    return _spread([rss for rss, t in zip(samples, times, strict=True)
+                    if t >= times[-1] - seconds])
 
 
 def main(argv: list[str] | None = None) -> int:
