@@ -4,7 +4,8 @@ Public API (other packages import from here):
 - txs:      decode_tx, check_stateless, verify_tx_signature, validate_tx, sign_tx, Tx
 - blocks:   execute_block, check_tx, apply_tx, BlockContext, BlockExecution, TxResult, Event
 - state:    StateReader, MemoryState, Overlay, genesis_changes, genesis_state
-- app hash: app_hash_of, prove, recompute_app_hash, verify_state_proof (proof.py: core only)
+- app hash: app_hash_of, prove, recompute_app_hash, verify_state_proof (proof.py: core only),
+            TreeCache (recent states' inner trees in memory, for execute_block)
 - params:   GenesisParams, ParamsError
 - errors:   VMError, BlockInvalid, ErrorKind, ALL_ERRORS, BY_CODE
 - queries:  commerce_vm.query
@@ -17,7 +18,7 @@ only verifies txs whose sig_valid is None, so a node that already verified a tx 
 its mempool or a thread pool) may set `tx.sig_valid = True` on the decoded Tx it passes in.
 """
 
-from .apphash import app_hash_of, prove, recompute_app_hash
+from .apphash import TreeCache, app_hash_of, prove, recompute_app_hash
 from .context import BlockContext, BlockExecution, Event, TxResult
 from .errors import ALL_ERRORS, BY_CODE, BlockInvalid, ErrorKind, VMError
 from .execute import apply_tx, check_tx, execute_block
@@ -30,7 +31,7 @@ from .tx import Tx, check_stateless, decode_tx, sign_tx, validate_tx, verify_tx_
 __all__ = [
     "ALL_ERRORS", "BY_CODE", "EMPTY_APP_HASH", "BlockContext", "BlockExecution", "BlockInvalid",
     "ErrorKind", "Event", "GenesisParams", "MemoryState", "Overlay", "ParamsError",
-    "StateReader", "Tx", "TxResult", "VMError", "app_hash_of", "apply_tx", "check_stateless",
+    "StateReader", "TreeCache", "Tx", "TxResult", "VMError", "app_hash_of", "apply_tx", "check_stateless",
     "check_tx", "decode_tx", "execute_block", "genesis_changes", "genesis_state", "prove",
     "recompute_app_hash", "sign_tx", "validate_tx", "verify_state_proof",
     "verify_tx_signature",

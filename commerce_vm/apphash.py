@@ -13,16 +13,17 @@ from bisect import bisect_left
 from collections.abc import Iterable
 
 from .proof import (
+    _BUCKET_TAG,
     _KEY_TAG,
     _NODE_TAG,
     _VALUE_TAG,
+    DEFAULT_HASH,
     DEFAULT_NODE,
     DEPTH,
     FANOUT,
     HASH,
     NODE_SIZE,
     PAIR,
-    bucket_hash,
     bucket_index,
     key_hash,
     node_hash,
@@ -30,8 +31,8 @@ from .proof import (
 from .state import Overlay, StateReader
 
 # tagged_hash(tag, data) = sha256(tag + 0x00 + data): the prefix is fed once, then copied
-_KEY_HASHER, _VALUE_HASHER, _NODE_HASHER = (
-    hashlib.sha256(tag + b"\x00") for tag in (_KEY_TAG, _VALUE_TAG, _NODE_TAG))
+_KEY_HASHER, _VALUE_HASHER, _BUCKET_HASHER, _NODE_HASHER = (
+    hashlib.sha256(tag + b"\x00") for tag in (_KEY_TAG, _VALUE_TAG, _BUCKET_TAG, _NODE_TAG))
 
 RESERVED_PREFIX = b"~"
 BUCKET_PREFIX = b"~b"
@@ -50,12 +51,73 @@ def app_hash_of(state: StateReader) -> bytes:
     return node_hash(state.get(node_key(0, 0)) or DEFAULT_NODE[0])
 
 
-def update_app_hash(state: Overlay, writes: Iterable[tuple[bytes, bytes | None]]) -> bytes:
+class InnerTree:
+    """Every inner node of one state's tree, in memory: `levels[l]` holds the records (16
+    child hashes each) of all level-l nodes back to back, so node (l, i) is the 512 bytes at
+    i * NODE_SIZE and the bucket hashes are `levels[DEPTH - 1]`. 2.2 MB in all; an update
+    edits a copy in place instead of reading, splitting and joining each node it touches."""
+
+    __slots__ = ("levels",)
+
+    def __init__(self, levels: list[bytearray]):
+        self.levels = levels
+
+    @classmethod
+    def load(cls, state: StateReader) -> InnerTree:
+        levels = [bytearray(DEFAULT_HASH[level + 1] * FANOUT ** (level + 1))
+                  for level in range(DEPTH)]
+        for key, record in state.iterate(NODE_PREFIX):
+            level, index = (key[2], int.from_bytes(key[3:], "big")) if len(key) == 5 \
+                else (DEPTH, 0)
+            if level >= DEPTH or index >= FANOUT ** level or len(record) != NODE_SIZE:
+                raise ValueError(f"malformed app-hash tree node {key!r} in the state")
+            levels[level][index * NODE_SIZE:(index + 1) * NODE_SIZE] = record
+        return cls(levels)
+
+    def copy(self) -> InnerTree:
+        return InnerTree([bytearray(level) for level in self.levels])
+
+    @property
+    def root(self) -> bytes:
+        return node_hash(bytes(self.levels[0]))
+
+
+class TreeCache:
+    """The inner trees of the last few states a block was executed on or produced, by app
+    hash: the next block's update starts from memory instead of loading its nodes. The app
+    hash commits to the whole tree, so a tree found under a state's app hash is that
+    state's tree; the cache changes how fast a root is computed, never which root."""
+
+    def __init__(self, limit: int = 4):
+        self.limit = limit
+        self._trees: dict[bytes, InnerTree] = {}
+
+    def __len__(self) -> int:
+        return len(self._trees)
+
+    def tree_of(self, state: StateReader) -> InnerTree:
+        root = app_hash_of(state)
+        tree = self._trees.pop(root, None)
+        if tree is None:
+            tree = InnerTree.load(state)
+        self._trees[root] = tree  # most recently used last
+        return tree
+
+    def add(self, root: bytes, tree: InnerTree) -> None:
+        self._trees.pop(root, None)
+        self._trees[root] = tree
+        while len(self._trees) > self.limit:
+            del self._trees[next(iter(self._trees))]
+
+
+def update_app_hash(state: Overlay, writes: Iterable[tuple[bytes, bytes | None]],
+                    trees: TreeCache | None = None) -> bytes:
     """Fold `writes` (committed keys only are considered) into the tree stored in `state`.
 
     This runs once per block over every key the block wrote, so it is written for speed:
     the tagged hashes reuse pre-fed hashers, a bucket is edited as its list of 64-byte
-    pairs, and each inner node is rebuilt once from its 16 child hashes.
+    pairs, and the inner nodes are edited in an in-memory copy of the tree (from `trees`
+    when it holds the tree of `state`'s base, else loaded), each touched node rehashed once.
     """
     by_bucket: dict[int, list[tuple[bytes, bytes | None]]] = {}
     key_hasher, value_hasher = _KEY_HASHER.copy, _VALUE_HASHER.copy
@@ -79,49 +141,36 @@ def update_app_hash(state: Overlay, writes: Iterable[tuple[bytes, bytes | None]]
             entry.append((khash, vhash))
     if not by_bucket:
         return app_hash_of(state)
-    get, put, delete = state.get, state.put, state.delete
-    # children[i]: the new hashes of the touched children of node i at the level above
-    children: dict[int, list[tuple[int, bytes]]] = {}
-    for index in sorted(by_bucket):
-        digest = _update_bucket(state, index, by_bucket[index])
-        parent = index // FANOUT
-        slot = index % FANOUT
-        siblings = children.get(parent)
-        if siblings is None:
-            children[parent] = [(slot, digest)]
-        else:
-            siblings.append((slot, digest))
+    base = trees.tree_of(state) if trees is not None else InnerTree.load(state)
+    tree = base.copy()
+    put, delete = state.put, state.delete
+    bucket_hashes = tree.levels[DEPTH - 1]
+    touched = sorted(by_bucket)
+    for index in touched:
+        bucket_hashes[index * HASH:(index + 1) * HASH] = \
+            _update_bucket(state, index, by_bucket[index])
     node_hasher = _NODE_HASHER.copy
+    nodes = list(dict.fromkeys(index // FANOUT for index in touched))  # sorted, unique
+    digest = b""
     for level in range(DEPTH - 1, -1, -1):
-        default = DEFAULT_NODE[level]
-        above: dict[int, list[tuple[int, bytes]]] = {}
-        for index, touched in children.items():
+        records, default = tree.levels[level], DEFAULT_NODE[level]
+        above = tree.levels[level - 1] if level else None
+        for index in nodes:
+            record = bytes(records[index * NODE_SIZE:(index + 1) * NODE_SIZE])
             key = NODE_PREFIX + bytes((level, index >> 8, index & 0xFF))
-            record = get(key) or default
-            if len(touched) == 1:
-                slot, child = touched[0]
-                start = slot * HASH
-                new_record = record[:start] + child + record[start + HASH:]
-            else:
-                parts = [record[i:i + HASH] for i in range(0, NODE_SIZE, HASH)]
-                for slot, child in touched:
-                    parts[slot] = child
-                new_record = b"".join(parts)
-            if new_record == default:
+            if record == default:
                 delete(key)
             else:
-                put(key, new_record)
+                put(key, record)
             h = node_hasher()
-            h.update(new_record)
+            h.update(record)
             digest = h.digest()
-            parent = index // FANOUT
-            siblings = above.get(parent)
-            if siblings is None:
-                above[parent] = [(index % FANOUT, digest)]
-            else:
-                siblings.append((index % FANOUT, digest))
-        children = above
-    return children[0][0][1]
+            if above is not None:
+                above[index * HASH:(index + 1) * HASH] = digest
+        nodes = list(dict.fromkeys(index // FANOUT for index in nodes))
+    if trees is not None:
+        trees.add(digest, tree)
+    return digest
 
 
 def _update_bucket(state: Overlay, index: int, updates: list[tuple[bytes, bytes | None]]) -> bytes:
@@ -145,7 +194,9 @@ def _update_bucket(state: Overlay, index: int, updates: list[tuple[bytes, bytes 
         state.put(key, new_record)
     else:
         state.delete(key)
-    return bucket_hash(new_record)
+    h = _BUCKET_HASHER.copy()
+    h.update(new_record)
+    return h.digest()
 
 
 def prove(state: StateReader, key: bytes) -> list[bytes]:

@@ -18,7 +18,7 @@ from typing import Any
 from . import commerce, governance
 from . import errors as E
 from . import txtypes as T
-from .apphash import update_app_hash
+from .apphash import TreeCache, update_app_hash
 from .context import BlockContext, BlockExecution, Event, TxResult
 from .expiry import end_block
 from .ledger import Ledger
@@ -116,10 +116,12 @@ def _collect_updates(events: list[Event], updates: dict[bytes, int]) -> None:
 
 def execute_block(state: StateReader, params: GenesisParams, ctx: BlockContext,
                   txs: Sequence[Tx], *, drop_rejected: bool,
-                  run: HandlerRunner = run_handler) -> BlockExecution:
+                  run: HandlerRunner = run_handler,
+                  trees: TreeCache | None = None) -> BlockExecution:
     """Execute a block on top of `state` (not modified). Raises E.BlockInvalid when
     drop_rejected is False and some tx cannot be included. `run` runs each included tx's
-    handler (reuse.Replaying gives the same results from earlier recorded runs)."""
+    handler (reuse.Replaying gives the same results from earlier recorded runs); `trees`
+    keeps the app-hash tree of recent states in memory between blocks."""
     if ctx.chain_id != params.chain_id:
         raise ValueError(f"block context is for chain {ctx.chain_id!r}, params for {params.chain_id!r}")
     block = Overlay(state)
@@ -140,7 +142,7 @@ def execute_block(state: StateReader, params: GenesisParams, ctx: BlockContext,
         included.append(tx)
         _collect_updates(result.events, updates)
     block_events += end_block(lg, params, ctx)
-    app_hash = update_app_hash(block, list(block.writes.items()))
+    app_hash = update_app_hash(block, list(block.writes.items()), trees)
     return BlockExecution(
         results=results,
         included=included,

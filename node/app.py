@@ -99,6 +99,7 @@ class CommerceApp:
         self.check_record = check_record  # mempool lookup: reuse still-valid check runs
         self.reused_runs = 0  # handler runs taken from check records (metrics, tests)
         self._cache: dict[bytes, tuple[vm.BlockExecution, list[vm.Tx]]] = {}
+        self.trees = vm.TreeCache()  # app-hash trees of the committed state and proposals
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -158,7 +159,7 @@ class CommerceApp:
         ctx = self._context(template, validators_at)
         replaying = Replaying(self.check_record)
         execution = vm.execute_block(self.state, self.params, ctx, candidates,
-                                     drop_rejected=True, run=replaying)
+                                     drop_rejected=True, run=replaying, trees=self.trees)
         self.reused_runs += replaying.reused
         included = list(execution.included)
         execution.results = [r for r in execution.results if r.included]
@@ -178,7 +179,7 @@ class CommerceApp:
             return key, cached[0], cached[1]
         replaying = Replaying(self.check_record)
         execution = vm.execute_block(self.state, self.params, ctx, txs, drop_rejected=False,
-                                     run=replaying)
+                                     run=replaying, trees=self.trees)
         self.reused_runs += replaying.reused
         self._remember(key, execution, txs)
         return key, execution, txs
