@@ -1,4 +1,5 @@
-"""Re-using a tx's handler run from an earlier execution (the mempool check) in a block.
+"""Re-using a tx's handler run from an earlier execution (the mempool check) in a block,
+and in the mempool's re-check after a block.
 
 A handler is a pure function of the tx, the params, the context fields it reads and the
 state values it reads: run it again where all of those are the same and it writes the same
@@ -8,7 +9,8 @@ that with its writes and result as a `HandlerRecord`. `Replaying` is a handler r
 execute_block: for a tx with a record whose every read key and context field holds the same
 value in the block, at the point where the tx runs, it applies the recorded writes and
 returns the recorded result; any other tx runs for real. The block's outcome is therefore
-the same with or without records; a record only saves the handler's work.
+the same with or without records; a record only saves the handler's work. Given a tx's
+earlier record, `Recorder` replays it the same way where it holds (else records anew).
 
 A handler that scans a key range (`iterate`) reads more than its keys: no record is kept.
 The fee and nonce part of a tx always runs for real (it is cheap, and every tx writes the
@@ -91,15 +93,23 @@ for _field in fields(BlockContext):
 
 
 class Recorder:
-    """A handler runner that also keeps a record of the (last) handler it ran."""
+    """A handler runner that also keeps a record of the (last) handler it ran. Given the
+    record of an earlier run of the same tx (`previous`), it replays that where it still
+    holds and keeps it as the record: the mempool's re-check after a block runs again only
+    the txs whose reads the block changed."""
 
-    __slots__ = ("record",)
+    __slots__ = ("record", "previous")
 
-    def __init__(self) -> None:
+    def __init__(self, previous: HandlerRecord | None = None) -> None:
         self.record: HandlerRecord | None = None
+        self.previous = previous
 
     def __call__(self, block: Overlay, params: GenesisParams, ctx: BlockContext,
                  tx: Tx) -> TxResult:
+        previous = self.previous
+        if previous is not None and previous.holds_in(block, params, ctx):
+            self.record = previous
+            return _replay(previous, block)
         child = _RecordingOverlay(block)
         recording_ctx = _RecordingContext(ctx)
         result = handle_in(child, params, recording_ctx, tx)
@@ -107,6 +117,14 @@ class Recorder:
             params, tuple(child.reads.items()), tuple(recording_ctx.used.items()),
             tuple(child.writes.items()) if result.code == 0 else (), result)
         return result
+
+
+def _replay(record: HandlerRecord, block: Overlay) -> TxResult:
+    """What running the handler again would do: its writes, and a fresh copy of its result."""
+    block.writes.update(record.writes)
+    result = record.result
+    return TxResult(result.hash, result.code, result.name, result.message, result.included,
+                    result.fee_charged, result.tx_type, list(result.events))
 
 
 class Replaying:
@@ -123,8 +141,5 @@ class Replaying:
         record = self.lookup(tx.hash)
         if record is None or not record.holds_in(block, params, ctx):
             return run_handler(block, params, ctx, tx)
-        block.writes.update(record.writes)
         self.reused += 1
-        result = record.result
-        return TxResult(result.hash, result.code, result.name, result.message, result.included,
-                        result.fee_charged, result.tx_type, list(result.events))
+        return _replay(record, block)

@@ -9,7 +9,9 @@ A tx whose execution would fail is refused at the door with the VM's code: a buy
 A tx whose nonce is ahead of the sender's next nonce is parked (bounded) until the gap
 fills, so clients may submit a sender's txs over several connections. After each commit
 the pool drops what was committed, re-checks the rest against the new state in order, and
-drops txs older than the TTL.
+drops txs older than the TTL. A re-check replays a tx's recorded check run where every
+value it read is unchanged (commerce_vm.reuse), and runs the handler only where the block
+changed what it read.
 """
 
 from __future__ import annotations
@@ -193,11 +195,14 @@ class Mempool:
             raise MempoolError(MEMPOOL_FULL, "sender_limit",
                                f"sender already has {self.limits.max_txs_per_sender} txs waiting")
 
-    def _try(self, tx: vm.Tx) -> tuple[vm.TxResult, HandlerRecord | None]:
+    def _try(self, tx: vm.Tx, previous: HandlerRecord | None = None
+             ) -> tuple[vm.TxResult, HandlerRecord | None]:
         """Run `tx` on the check state; keep its writes only if it succeeds. A child overlay
-        means a failing tx costs one execution, never a rebuild of the whole check state."""
+        means a failing tx costs one execution, never a rebuild of the whole check state.
+        `previous`: the record of an earlier check of `tx`, replayed where it still holds
+        (commerce_vm.reuse: the same result and writes as running it again)."""
         child = vm.Overlay(self._check)
-        recorder = Recorder()
+        recorder = Recorder(previous)
         result = vm.apply_tx(child, self.params, self._ctx, tx, recorder)
         if result.code == vm_errors.OK:
             child.commit_into_parent()
@@ -341,7 +346,8 @@ class Mempool:
         dropped: list[vm.Tx] = []
         for entry in entries:
             expired = self._height - entry.added_height >= self.limits.ttl_blocks
-            result, entry.record = (None, None) if expired else self._try(entry.tx)
+            result, entry.record = (None, None) if expired else \
+                self._try(entry.tx, entry.record)
             if result is None or result.code != vm_errors.OK:
                 dropped.append(entry.tx)
             else:

@@ -4,6 +4,7 @@ import pytest
 
 from commerce_vm import decode_tx
 from commerce_vm import errors as E
+from commerce_vm import query as vm_query
 from commerce_vm import txtypes as T
 from node.mempool import Mempool, MempoolError, MempoolLimits
 from node.rpc.errors import MEMPOOL_FULL, TX_ALREADY_KNOWN
@@ -114,8 +115,56 @@ def test_each_pooled_tx_keeps_the_record_of_its_check_run():
     assert record is not None and record.result.code == E.OK
     assert pool.record(b"\x00" * 32) is None
     chain.block(raws[:1])
-    pool.update(chain.state, chain.height, 0, [first])  # a full re-check runs it again
-    assert pool.record(first) is None and pool.record(second) is not record
+    pool.update(chain.state, chain.height, 0, [first])  # a full re-check: its reads still hold
+    assert pool.record(first) is None and pool.record(second) is record
+
+
+def _count_handler_runs(monkeypatch) -> list[int]:
+    import commerce_vm.reuse as reuse
+
+    runs = [0]
+    original = reuse.handle_in
+
+    def counting(*args):
+        runs[0] += 1
+        return original(*args)
+
+    monkeypatch.setattr(reuse, "handle_in", counting)
+    return runs
+
+
+def test_a_re_check_replays_the_runs_whose_reads_still_hold(monkeypatch):
+    chain = Chain()
+    pool = make(chain)
+    pooled = [transfer(chain), transfer(chain, signer="bob", to="alice")]
+    for raw in pooled:
+        submit(pool, raw)
+    runs = _count_handler_runs(monkeypatch)
+    foreign = transfer(chain, signer="carol", to="stranger")  # another node's tx
+    chain.block([foreign])
+    pool.update(chain.state, chain.height, 0, [decode_tx(foreign, chain.params.chain_id).hash],
+                only_txs_changed_state=True)  # not the pool's prefix: a full re-check
+    assert len(pool) == 2 and runs[0] == 0
+
+
+def test_a_re_check_runs_again_what_the_block_changed_under_it(monkeypatch):
+    """carol pays bob in a block the pool never saw: alice's pooled payment to bob read
+    bob's old balance, so it must run again. Replayed, the check state would credit bob
+    only alice's amount, and refuse bob spending all he now has."""
+    chain = Chain()
+    pool = make(chain)
+    submit(pool, transfer(chain, amount=5))
+    runs = _count_handler_runs(monkeypatch)
+    foreign = transfer(chain, signer="carol", to="bob", amount=7)
+    chain.block([foreign])
+    pool.update(chain.state, chain.height, 0, [decode_tx(foreign, chain.params.chain_id).hash],
+                only_txs_changed_state=True)
+    assert runs[0] == 1
+    bob = addr(KEYS["bob"])
+    balance = vm_query.account(chain.state, bob)["balance"] + 5
+    fee = chain.params.min_fees[T.TRANSFER]
+    submit(pool, transfer(chain, signer="bob", to="alice", amount=balance - fee))
+    assert len(pool) == 2
 
 
 def test_far_future_nonce_is_refused():
@@ -232,9 +281,9 @@ def _count_executions(pool: Mempool) -> list[int]:
     calls = [0]
     original = pool._try
 
-    def counting(tx):
+    def counting(tx, previous=None):
         calls[0] += 1
-        return original(tx)
+        return original(tx, previous)
 
     pool._try = counting
     return calls
