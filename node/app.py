@@ -20,7 +20,7 @@ from consensus.app import PreparedProposal, ProcessedProposal
 from consensus.block import Block
 from consensus.messages import CommitCertificate
 from consensus.validators import ValidatorSet, ValidatorUpdate
-from core.encoding import decode, encode, encode_trusted
+from core.encoding import decode, encode_trusted
 from core.hashing import sha256
 from node.crashpoints import crash_point
 from node.genesis import Genesis
@@ -136,7 +136,8 @@ class CommerceApp:
     @staticmethod
     def _key(block_height: int, time_ms: int, proposer: bytes, tx_hashes: Sequence[bytes],
              evidence: Sequence[bytes]) -> bytes:
-        return sha256(encode([block_height, time_ms, proposer, list(tx_hashes), list(evidence)]))
+        return sha256(encode_trusted([block_height, time_ms, proposer, list(tx_hashes),
+                                      list(evidence)]))
 
     def _context(self, block: Block, validators_at: Callable[[int], ValidatorSet]) -> vm.BlockContext:
         misbehaving = []

@@ -30,29 +30,32 @@ def crash_point(name: str) -> None:
 class ChainDB:
     """Facade over one KVStore. Single writer: the node's commit path."""
 
-    def __init__(self, store: KVStore, state_cache_bytes: int = STATE_CACHE_BYTES) -> None:
+    def __init__(self, store: KVStore, state_cache_bytes: int = STATE_CACHE_BYTES,
+                 uncached_state_prefixes: tuple[bytes, ...] = ()) -> None:
         self.store = store
         self.blocks = BlockStore(store)
-        self.state = StateStore(store, cache_bytes=state_cache_bytes)
+        self.state = StateStore(store, cache_bytes=state_cache_bytes,
+                                uncached_prefixes=uncached_state_prefixes)
         self.txs = TxIndex(store)
         self._last_height = self._check_consistency()
 
     @classmethod
     def open(
         cls, path: str | os.PathLike[str] | None, backend: str = "leveldb", *,
-        state_cache_bytes: int = STATE_CACHE_BYTES, **options: Any
+        state_cache_bytes: int = STATE_CACHE_BYTES,
+        uncached_state_prefixes: tuple[bytes, ...] = (), **options: Any
     ) -> ChainDB:
         """Open (creating if needed) the chain database. backend: "leveldb" or "memory";
         `options` go to the LevelDB store."""
         if backend == "memory":
-            return cls(MemoryStore(), state_cache_bytes)
+            return cls(MemoryStore(), state_cache_bytes, uncached_state_prefixes)
         if backend != "leveldb":
             raise StorageError(f"unknown storage backend {backend!r} (leveldb or memory)")
         if path is None:
             raise StorageError("the leveldb backend needs a data directory")
         from storage.leveldb import LevelDBStore  # plyvel only when used
 
-        return cls(LevelDBStore(path, **options), state_cache_bytes)
+        return cls(LevelDBStore(path, **options), state_cache_bytes, uncached_state_prefixes)
 
     def _check_consistency(self) -> int | None:
         block_height = self.blocks.latest_height()

@@ -136,3 +136,16 @@ def test_read_cache_never_answers_an_older_value_than_the_store():
             small.remember([(key, value)])
         assert small.get(key) == db.store.get(NS_STATE + key)
         assert small.cached_entries <= 8
+
+
+def test_uncached_prefixes_are_read_from_the_store_every_time():
+    """The app hash's inner nodes live in the VM's own TreeCache: the read cache leaves
+    them out (reads and commits alike) and so can never answer an old one."""
+    db = ChainDB.open(None, "memory", uncached_state_prefixes=(b"~n",))
+    db.write_genesis_state([(b"~n\x00\x00\x00", b"root-1"), (b"acct", b"1")], b"g")
+    assert db.state.get(b"~n\x00\x00\x00") == b"root-1" and db.state.get(b"acct") == b"1"
+    db.commit(height=1, block_hash=b"\x01" * 32, block_bytes=b"b", commit_bytes=b"c",
+              state_changes=[(b"~n\x00\x00\x00", b"root-2"), (b"acct", b"2")], app_hash=b"a")
+    assert db.state.get(b"~n\x00\x00\x00") == b"root-2" and db.state.get(b"acct") == b"2"
+    cached = set(db.state._young) | set(db.state._old)
+    assert cached == {b"acct"}
