@@ -229,7 +229,7 @@ class NodeNetworkHandler:
             return False
 
         async def verify_then_feed() -> None:
-            await self.node.verifier.check_many(unknown)
+            await self.node.verifier.check_many(unknown, urgent=True)
             if not self.node.stopping:
                 self.node.driver.feed(event)
 

@@ -7,6 +7,11 @@ using it. The decoded, verified Tx objects wait in a bounded cache keyed by tx h
 `Node.submit` and block execution pick them up instead of decoding and verifying again on
 the loop. A tx that fails its checks is not cached: the normal path on the loop meets it
 again and answers with the usual error, so the pool never changes what is accepted.
+
+Work that holds up the chain (a proposal's txs that gossip has not brought yet) goes to a
+lane of its own (`urgent=True`): the regular lane is a FIFO that a gossip backlog can fill
+for hundreds of milliseconds, and a validator cannot vote before the proposal's txs are
+checked.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class TxVerifier:
         self.workers = workers
         self.capacity = capacity
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="verify") if workers else None
+        self._urgent = ThreadPoolExecutor(workers, thread_name_prefix="verify-urgent") \
+            if workers else None
         self._ready: OrderedDict[bytes, vm.Tx] = OrderedDict()
         self.verified = 0  # txs checked in the pool (for metrics and tests)
 
@@ -53,15 +60,16 @@ class TxVerifier:
     def __len__(self) -> int:
         return len(self._ready)
 
-    async def check_many(self, raws: Sequence[bytes]) -> None:
-        """Decode and verify `raws` in the pool; returns when all are done. Never raises for
-        a bad tx (see the module doc)."""
-        if self._pool is None or not raws:
+    async def check_many(self, raws: Sequence[bytes], *, urgent: bool = False) -> None:
+        """Decode and verify `raws` in the pool (the urgent lane: see the module doc);
+        returns when all are done. Never raises for a bad tx (see the module doc)."""
+        pool = self._urgent if urgent else self._pool
+        if pool is None or not raws:
             return
         size = max(MIN_CHUNK, -(-len(raws) // self.workers))
         loop = asyncio.get_running_loop()
         chunks = [raws[i:i + size] for i in range(0, len(raws), size)]
-        done = await asyncio.gather(*(loop.run_in_executor(self._pool, self._check_chunk, chunk)
+        done = await asyncio.gather(*(loop.run_in_executor(pool, self._check_chunk, chunk)
                                       for chunk in chunks))
         for txs in done:
             self.verified += len(txs)
@@ -80,7 +88,8 @@ class TxVerifier:
         return checked
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        for pool in (self._pool, self._urgent):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._urgent = None
         self._ready.clear()

@@ -1,7 +1,8 @@
 """Signature checks in the verify pool (node.verifier) never change what is accepted.
 
 - TxVerifier alone: good txs come back decoded and verified; mis-signed or garbage txs are
-  not cached (the loop meets them again and refuses them); the cache is bounded.
+  not cached (the loop meets them again and refuses them); the cache is bounded; the
+  urgent lane (a proposal's txs) does not wait behind the regular one.
 - A JSON-RPC batch of broadcast_tx_sync: every tx is verified in the pool first, the good
   ones are admitted in order, a mis-signed one in the middle is refused with its VM code.
 - A gossiped tx batch: verified in the pool, then admitted; the peer that relayed a
@@ -63,6 +64,35 @@ async def test_pool_caches_only_txs_that_pass_every_check() -> None:
         assert small.get(sha256(good[0])) is None
     finally:
         small.close()
+
+
+async def test_urgent_checks_do_not_wait_behind_a_busy_regular_lane() -> None:
+    """A proposal's unknown txs go to the urgent lane: they are verified while the regular
+    lane is still stuck on a gossip backlog (here, a check that waits for the test)."""
+    import threading
+    from types import SimpleNamespace
+
+    release = threading.Event()
+
+    def check(raw: bytes):
+        if raw.startswith(b"backlog"):
+            release.wait(10)
+        return SimpleNamespace(hash=sha256(raw))
+
+    verifier = TxVerifier(check, workers=1, capacity=1000)
+    try:
+        backlog = asyncio.ensure_future(verifier.check_many([b"backlog-1"]))
+        await asyncio.sleep(0.05)  # the only regular worker is now busy
+        urgent = [b"proposal-%d" % i for i in range(3)]
+        await asyncio.wait_for(verifier.check_many(urgent, urgent=True), 5)
+        assert all(verifier.get(sha256(r)) is not None for r in urgent)
+        assert not backlog.done()
+        release.set()
+        await asyncio.wait_for(backlog, 5)
+        assert verifier.get(sha256(b"backlog-1")) is not None
+    finally:
+        release.set()
+        verifier.close()
 
 
 async def test_rpc_batch_is_verified_in_the_pool_and_answered_in_order(live_node) -> None:  # noqa: F811
