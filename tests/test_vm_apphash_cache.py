@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from commerce_vm import MemoryState, Overlay, TreeCache, app_hash_of, recompute_app_hash
+from commerce_vm import MemoryState, TreeCache, app_hash_of, recompute_app_hash
 from commerce_vm.apphash import NODE_PREFIX, InnerTree, update_app_hash
 from commerce_vm.proof import EMPTY_APP_HASH
+from tests.vm_helpers import overlay_with
 
 # a small key universe so blocks overwrite and delete keys they or earlier blocks wrote
 KEYS = [b"k%03d" % i for i in range(300)]
@@ -26,12 +27,7 @@ writes = st.lists(st.tuples(st.sampled_from(KEYS),
 
 def fold(base: MemoryState, block: list[tuple[bytes, bytes | None]],
          trees: TreeCache | None) -> tuple[bytes, list[tuple[bytes, bytes | None]]]:
-    overlay = Overlay(base)
-    for key, value in block:
-        if value is None:
-            overlay.delete(key)
-        else:
-            overlay.put(key, value)
+    overlay = overlay_with(base, block)
     root = update_app_hash(overlay, list(overlay.writes.items()), trees)
     return root, overlay.changes()
 

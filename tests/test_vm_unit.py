@@ -33,7 +33,7 @@ from commerce_vm.apphash import update_app_hash
 from commerce_vm.ledger import ACCOUNT, POOL
 from commerce_vm.proof import key_hash
 from core.address import address_to_text
-from tests.vm_helpers import KEYS, Chain, addr, default_params
+from tests.vm_helpers import KEYS, Chain, addr, default_params, overlay_with
 
 ROOT = Path(__file__).resolve().parents[1]
 BOB = addr(KEYS["bob"])
@@ -119,12 +119,7 @@ def test_empty_state_hash_and_genesis() -> None:
 def test_incremental_hash_equals_from_scratch(batches) -> None:
     state = MemoryState()
     for batch in batches:
-        overlay = Overlay(state)
-        for key, value in batch:
-            if value is None:
-                overlay.delete(key)
-            else:
-                overlay.put(key, value)
+        overlay = overlay_with(state, batch)
         root = update_app_hash(overlay, list(overlay.writes.items()))
         state.apply(overlay.changes())
         assert root == app_hash_of(state) == recompute_app_hash(state)

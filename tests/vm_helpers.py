@@ -9,6 +9,8 @@ from commerce_vm import (
     BlockExecution,
     GenesisParams,
     MemoryState,
+    Overlay,
+    StateReader,
     decode_tx,
     execute_block,
     genesis_state,
@@ -121,3 +123,14 @@ def open_escrow_sum(state: MemoryState) -> int:
 
     return sum(load(Order, v).escrow for _, v in state.iterate(ORDER)
                if load(Order, v).status in T.OPEN_STATUSES)
+
+
+def overlay_with(base: StateReader, writes: list[tuple[bytes, bytes | None]]) -> Overlay:
+    """An Overlay of `base` holding `writes` (a None value deletes), in order."""
+    overlay = Overlay(base)
+    for key, value in writes:
+        if value is None:
+            overlay.delete(key)
+        else:
+            overlay.put(key, value)
+    return overlay
