@@ -2,8 +2,11 @@
 
 The tree lives in the state itself under the reserved prefix `~`, which the commitment
 excludes: `~b<bucket:2>` holds a bucket's sorted (key_hash, value_hash) pairs, `~n<level:1>
-<index:2>` an inner node's 16 child hashes. Empty buckets and default nodes are not stored.
-A block rehashes only the buckets it touched and their paths to the root.
+<index:2>` the 16 child hashes of an inner node of levels 0-2. Empty buckets and default
+nodes are not stored. The 4,096 level-3 nodes are not stored either: each is the 16 hashes
+of its buckets, so a proof reads those 16 buckets and a load hashes every bucket. That
+keeps about 1.5 MB (a 512-byte record per touched bucket's parent) out of a large block's
+batch. A block rehashes only the buckets it touched and their paths to the root.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .proof import (
     HASH,
     NODE_SIZE,
     PAIR,
+    bucket_hash,
     bucket_index,
     key_hash,
     node_hash,
@@ -51,6 +55,9 @@ def app_hash_of(state: StateReader) -> bytes:
     return node_hash(state.get(node_key(0, 0)) or DEFAULT_NODE[0])
 
 
+STORED_LEVELS = DEPTH - 1  # levels 0..2 are stored; level 3 is derived from the buckets
+
+
 class InnerTree:
     """Every inner node of one state's tree, in memory: `levels[l]` holds the records (16
     child hashes each) of all level-l nodes back to back, so node (l, i) is the 512 bytes at
@@ -64,15 +71,28 @@ class InnerTree:
 
     @classmethod
     def load(cls, state: StateReader) -> InnerTree:
+        """The tree of `state`, rebuilt from its buckets and checked against its stored
+        root: a store whose buckets and root disagree is refused, not trusted."""
         levels = [bytearray(DEFAULT_HASH[level + 1] * FANOUT ** (level + 1))
                   for level in range(DEPTH)]
-        for key, record in state.iterate(NODE_PREFIX):
-            level, index = (key[2], int.from_bytes(key[3:], "big")) if len(key) == 5 \
-                else (DEPTH, 0)
-            if level >= DEPTH or index >= FANOUT ** level or len(record) != NODE_SIZE:
-                raise ValueError(f"malformed app-hash tree node {key!r} in the state")
-            levels[level][index * NODE_SIZE:(index + 1) * NODE_SIZE] = record
-        return cls(levels)
+        bucket_hashes = levels[DEPTH - 1]
+        for key, record in state.iterate(BUCKET_PREFIX):
+            if len(key) != len(BUCKET_PREFIX) + 2 or not record or len(record) % PAIR:
+                raise ValueError(f"malformed app-hash bucket {key!r} in the state")
+            index = int.from_bytes(key[2:], "big")
+            bucket_hashes[index * HASH:(index + 1) * HASH] = bucket_hash(record)
+        view = [memoryview(level) for level in levels]
+        for level in range(DEPTH - 2, -1, -1):  # each record: the hashes of its 16 children
+            records, below = levels[level], view[level + 1]
+            for child in range(FANOUT ** (level + 1)):
+                records[child * HASH:(child + 1) * HASH] = \
+                    node_hash(below[child * NODE_SIZE:(child + 1) * NODE_SIZE])
+        for released in view:
+            released.release()
+        tree = cls(levels)
+        if tree.root != app_hash_of(state):
+            raise ValueError("the app-hash tree's buckets do not match its stored root")
+        return tree
 
     def copy(self) -> InnerTree:
         return InnerTree([bytearray(level) for level in self.levels])
@@ -151,8 +171,15 @@ def update_app_hash(state: Overlay, writes: Iterable[tuple[bytes, bytes | None]]
             _update_bucket(state, index, by_bucket[index])
     node_hasher = _NODE_HASHER.copy
     nodes = list(dict.fromkeys(index // FANOUT for index in touched))  # sorted, unique
+    level3, parents = memoryview(tree.levels[DEPTH - 1]), tree.levels[DEPTH - 2]
+    for index in nodes:  # level 3 is not stored (see the module's docstring): hash only
+        h = node_hasher()
+        h.update(level3[index * NODE_SIZE:(index + 1) * NODE_SIZE])
+        parents[index * HASH:(index + 1) * HASH] = h.digest()
+    level3.release()
     digest = b""
-    for level in range(DEPTH - 1, -1, -1):
+    for level in range(STORED_LEVELS - 1, -1, -1):
+        nodes = list(dict.fromkeys(index // FANOUT for index in nodes))
         records, default = tree.levels[level], DEFAULT_NODE[level]
         above = tree.levels[level - 1] if level else None
         for index in nodes:
@@ -167,7 +194,6 @@ def update_app_hash(state: Overlay, writes: Iterable[tuple[bytes, bytes | None]]
             digest = h.digest()
             if above is not None:
                 above[index * HASH:(index + 1) * HASH] = digest
-        nodes = list(dict.fromkeys(index // FANOUT for index in nodes))
     if trees is not None:
         trees.add(digest, tree)
     return digest
@@ -203,8 +229,11 @@ def prove(state: StateReader, key: bytes) -> list[bytes]:
     """Proof of `key`'s current value or absence, for proof.verify_state_proof."""
     index = bucket_index(key_hash(key))
     proof = [state.get(bucket_key(index)) or b""]
-    position = index
-    for level in range(DEPTH - 1, -1, -1):
+    first = index - index % FANOUT  # the level-3 node: its 16 buckets' hashes
+    proof.append(b"".join(bucket_hash(state.get(bucket_key(first + i)) or b"")
+                          for i in range(FANOUT)))
+    position = index // FANOUT
+    for level in range(STORED_LEVELS - 1, -1, -1):
         position //= FANOUT
         proof.append(state.get(node_key(level, position)) or DEFAULT_NODE[level])
     return proof

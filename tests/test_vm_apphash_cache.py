@@ -14,7 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from commerce_vm import MemoryState, TreeCache, app_hash_of, recompute_app_hash
-from commerce_vm.apphash import NODE_PREFIX, InnerTree, update_app_hash
+from commerce_vm.apphash import (
+    BUCKET_PREFIX,
+    NODE_PREFIX,
+    STORED_LEVELS,
+    InnerTree,
+    update_app_hash,
+)
 from commerce_vm.proof import EMPTY_APP_HASH
 from tests.vm_helpers import overlay_with
 
@@ -97,11 +103,37 @@ def test_the_empty_state_tree_has_the_empty_root() -> None:
 
 
 @pytest.mark.parametrize("key, record", [
-    (NODE_PREFIX + bytes((0, 0, 0)), b"\x00" * 31),       # a node record of the wrong size
-    (NODE_PREFIX + bytes((4, 0, 0)), b"\x00" * 512),      # a level below the tree
-    (NODE_PREFIX + bytes((1, 0, 16)), b"\x00" * 512),     # an index past its level
-    (NODE_PREFIX + bytes((1, 0)), b"\x00" * 512),         # a short key
+    (BUCKET_PREFIX + bytes((0, 0)), b""),                 # an empty bucket is never stored
+    (BUCKET_PREFIX + bytes((0, 0)), b"\x00" * 63),        # not a whole number of pairs
+    (BUCKET_PREFIX + bytes((0,)), b"\x00" * 64),          # a short key
+    (BUCKET_PREFIX + bytes((0, 0, 0)), b"\x00" * 64),     # a long key
 ])
-def test_loading_refuses_malformed_stored_nodes(key: bytes, record: bytes) -> None:
-    with pytest.raises(ValueError, match="malformed app-hash tree node"):
+def test_loading_refuses_malformed_buckets(key: bytes, record: bytes) -> None:
+    with pytest.raises(ValueError, match="malformed app-hash bucket"):
         InnerTree.load(MemoryState([(key, record)]))
+
+
+def some_state() -> MemoryState:
+    block = [(b"k%03d" % i, b"v%d" % i) for i in range(40)]
+    return committed(MemoryState(), fold(MemoryState(), block, None)[1])
+
+
+def test_loading_refuses_buckets_that_do_not_match_the_stored_root() -> None:
+    state = some_state()
+    assert InnerTree.load(state).root == app_hash_of(state)
+    key, record = next(state.iterate(BUCKET_PREFIX))
+    state.apply([(key, record[:-1] + bytes([record[-1] ^ 1]))])  # one value hash flipped
+    with pytest.raises(ValueError, match="do not match its stored root"):
+        InnerTree.load(state)
+
+
+def test_level_3_nodes_are_never_stored_and_stale_ones_are_ignored() -> None:
+    """Level 3 is derived from the buckets: no block writes it, and records of it left by
+    the older layout change neither a load nor the next root."""
+    state = some_state()
+    assert all(key[2] < STORED_LEVELS for key, _ in state.iterate(NODE_PREFIX))
+    stale = state.copy()
+    stale.apply([(NODE_PREFIX + bytes((3, 0, i)), b"\x07" * 512) for i in range(16)])
+    assert InnerTree.load(stale).levels == InnerTree.load(state).levels
+    block = [(b"new", b"1"), (b"k001", None)]
+    assert fold(stale, block, None)[0] == fold(state, block, None)[0]
