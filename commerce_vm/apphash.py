@@ -12,7 +12,6 @@ batch. A block rehashes only the buckets it touched and their paths to the root.
 from __future__ import annotations
 
 import hashlib
-from bisect import bisect_left
 from collections.abc import Iterable
 
 from .proof import (
@@ -202,27 +201,33 @@ def update_app_hash(state: Overlay, writes: Iterable[tuple[bytes, bytes | None]]
 def _update_bucket(state: Overlay, index: int, updates: list[tuple[bytes, bytes | None]]) -> bytes:
     key = BUCKET_PREFIX + index.to_bytes(2, "big")
     record = state.get(key) or b""
-    # the bucket as its sorted 64-byte (key_hash, value_hash) pairs; a 32-byte key hash
-    # sorts just before its own pair, so bisect on the bare key hash finds it
-    pairs = [record[i:i + PAIR] for i in range(0, len(record), PAIR)]
     for khash, vhash in updates:
-        pos = bisect_left(pairs, khash)
-        present = pos < len(pairs) and pairs[pos][:HASH] == khash
-        if vhash is None:
-            if present:
-                del pairs[pos]
-        elif present:
-            pairs[pos] = khash + vhash
-        else:
-            pairs.insert(pos, khash + vhash)
-    new_record = b"".join(pairs)
-    if new_record:
-        state.put(key, new_record)
+        record = _edit_bucket(record, khash, vhash)
+    if record:
+        state.put(key, record)
     else:
         state.delete(key)
     h = _BUCKET_HASHER.copy()
-    h.update(new_record)
+    h.update(record)
     return h.digest()
+
+
+def _edit_bucket(record: bytes, khash: bytes, vhash: bytes | None) -> bytes:
+    """`record` (sorted 64-byte (key_hash, value_hash) pairs) with khash's pair set to vhash
+    or removed (None). A binary search over the pairs in place: most buckets hold one or
+    two, and splitting each into a list cost more than the edit."""
+    low, high = 0, len(record) // PAIR
+    while low < high:
+        middle = (low + high) >> 1
+        if record[middle * PAIR:middle * PAIR + HASH] < khash:
+            low = middle + 1
+        else:
+            high = middle
+    at = low * PAIR
+    present = record[at:at + HASH] == khash
+    if vhash is None:
+        return record[:at] + record[at + PAIR:] if present else record
+    return record[:at] + khash + vhash + record[at + PAIR if present else at:]
 
 
 def prove(state: StateReader, key: bytes) -> list[bytes]:

@@ -19,6 +19,7 @@ from commerce_vm.apphash import (
     NODE_PREFIX,
     STORED_LEVELS,
     InnerTree,
+    _edit_bucket,
     update_app_hash,
 )
 from commerce_vm.proof import EMPTY_APP_HASH
@@ -137,3 +138,22 @@ def test_level_3_nodes_are_never_stored_and_stale_ones_are_ignored() -> None:
     assert InnerTree.load(stale).levels == InnerTree.load(state).levels
     block = [(b"new", b"1"), (b"k001", None)]
     assert fold(stale, block, None)[0] == fold(state, block, None)[0]
+
+
+hashes = st.binary(min_size=32, max_size=32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([bytes([i]) * 32 for i in range(0, 256, 17)])
+                          | hashes, st.none() | hashes), max_size=40))
+def test_a_bucket_edit_keeps_its_pairs_sorted_unique_and_current(updates) -> None:
+    """The bucket record after any run of sets and removals is the sorted pairs of the last
+    value set per key hash: what the root, proofs and verify_state_proof all assume."""
+    record, model = b"", {}
+    for khash, vhash in updates:
+        record = _edit_bucket(record, khash, vhash)
+        if vhash is None:
+            model.pop(khash, None)
+        else:
+            model[khash] = vhash
+        assert record == b"".join(k + v for k, v in sorted(model.items()))
