@@ -25,7 +25,6 @@ from core.hashing import sha256
 from node.crashpoints import crash_point
 from node.genesis import Genesis
 from storage.chaindb import ChainDB, ChainSnapshot
-from storage.kv import WRITTEN, PendingWrite
 from storage.txindex import TxIndexEntry
 
 META_CHAIN_STATE = b"chain_state"
@@ -47,7 +46,6 @@ class CommittedBlock:
     certificate: CommitCertificate
     execution: vm.BlockExecution
     txs: list[vm.Tx]
-    write: PendingWrite = WRITTEN  # the height's batch; `write.wait()`: it is durable
 
 
 def _result_list(r: vm.TxResult) -> list[Any]:
@@ -198,8 +196,7 @@ class CommerceApp:
     def commit(self, block: Block, certificate: CommitCertificate,
                validators_at: Callable[[int], ValidatorSet],
                next_chain_state: Callable[[tuple[ValidatorUpdate, ...]], bytes]) -> CommittedBlock:
-        """Execute (or reuse) a decided block and start writing it as one synced batch:
-        the answer's `write.wait()` returns once it is durable (ChainDB.begin_commit)."""
+        """Execute (or reuse) and durably store a decided block in one synced batch."""
         crash_point("app.before_commit")
         try:
             _, execution, txs = self._execute(block, validators_at)
@@ -214,7 +211,7 @@ class CommerceApp:
         result_lists = [_result_list(r) for r in execution.results]
         entries = [TxIndexEntry(tx.hash, i, r.code, tx.type, involved_addresses(tx, r))
                    for i, (tx, r) in enumerate(zip(txs, execution.results, strict=True))]
-        write = self.db.begin_commit(
+        self.db.commit(
             height=block.height, block_hash=block.hash, block_bytes=block.encode(),
             commit_bytes=certificate.encode(), state_changes=execution.changes,
             app_hash=execution.app_hash, tx_entries=entries,
@@ -223,4 +220,4 @@ class CommerceApp:
                     for tx, r in zip(txs, result_lists, strict=True))],
         )
         self._cache.clear()
-        return CommittedBlock(block, certificate, execution, txs, write)
+        return CommittedBlock(block, certificate, execution, txs)

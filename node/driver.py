@@ -60,8 +60,7 @@ class ConsensusDriver:
                  signing_file: SigningStateFile | None, *, max_block_txs: int,
                  max_block_bytes: int, empty_block_interval_ms: int,
                  on_commit: Callable[[CommittedBlock], None],
-                 on_broadcast: Callable[[object], None] = lambda _m: None,
-                 while_writing: Callable[[CommittedBlock], None] = lambda _c: None):
+                 on_broadcast: Callable[[object], None] = lambda _m: None):
         self.engine = engine
         self.app = app
         self.mempool = mempool
@@ -70,8 +69,7 @@ class ConsensusDriver:
         self.max_block_txs = max_block_txs
         self.max_block_bytes = max_block_bytes
         self.empty_block_interval_ms = empty_block_interval_ms
-        self.on_commit = on_commit  # sees a durable block
-        self.while_writing = while_writing  # sees the new state, its write in flight
+        self.on_commit = on_commit
         self.on_broadcast = on_broadcast
         self._timers: dict[tuple[int, int, int], asyncio.TimerHandle] = {}
         self._pending_build: BuildProposal | None = None
@@ -220,13 +218,6 @@ class ConsensusDriver:
 
         committed = self.app.commit(action.block, action.certificate, chain.validators.at,
                                     next_chain_state)
-        # The synced write takes 50-150 ms of disk time for a large block, without the GIL:
-        # work that needs the new state but not its durability (the mempool's re-check)
-        # runs meanwhile. Everything a client or peer can see waits for the write.
-        try:
-            self.while_writing(committed)
-        finally:
-            committed.write.wait()
         crash_point("driver.after_commit")
         updates = tuple(ValidatorUpdate(pk, p) for pk, p in committed.execution.validator_updates)
         self.on_commit(committed)

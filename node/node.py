@@ -174,7 +174,6 @@ class Node:
             self.engine, self.app, self.mempool, self.wal, self.signing_file,
             max_block_txs=cs["max_block_txs"], max_block_bytes=cs["max_block_bytes"],
             empty_block_interval_ms=cs["empty_block_interval_ms"], on_commit=self._on_commit,
-            while_writing=self._update_pool,
             on_broadcast=self.net.broadcast_consensus if byzantine_mode == byzantine.NONE
             else byzantine.Byzantine(self, byzantine_mode).broadcast)
         # Bind the listeners before consensus starts: a port already in use is then the
@@ -231,18 +230,15 @@ class Node:
 
     # --- commit ---------------------------------------------------------------------------
 
-    def _update_pool(self, committed: CommittedBlock) -> None:
-        """The mempool's update to the new state, while the block's write is in flight."""
-        block, execution = committed.block, committed.execution
+    def _on_commit(self, committed: CommittedBlock) -> None:
+        block = committed.block
+        self.last_commit_time_ms = now_ms()
         hashes = [tx.hash for tx in committed.txs]
+        execution = committed.execution
         self.verifier.discard(hashes)
         self.mempool.update(self.db.state, block.height, block.header.time_ms, hashes,
                             only_txs_changed_state=not execution.events
                             and not execution.validator_updates)
-
-    def _on_commit(self, committed: CommittedBlock) -> None:
-        block = committed.block
-        self.last_commit_time_ms = now_ms()
         for index, (tx, result) in enumerate(zip(committed.txs, committed.execution.results,
                                                  strict=True)):
             for future in self.events.waiters.pop(tx.hash, []):

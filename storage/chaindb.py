@@ -15,7 +15,7 @@ from typing import Any
 
 from storage.blocks import BlockStore, check_height
 from storage.errors import StorageError, StoreCorruptionError
-from storage.kv import KVSnapshot, KVStore, MemoryStore, PendingWrite, WriteBatch
+from storage.kv import KVSnapshot, KVStore, MemoryStore, WriteBatch
 from storage.layout import NS_META
 from storage.state import STATE_CACHE_BYTES, StateChange, StateMeta, StateStore
 from storage.txindex import TxIndex, TxIndexEntry
@@ -38,7 +38,6 @@ class ChainDB:
                                 uncached_prefixes=uncached_state_prefixes)
         self.txs = TxIndex(store)
         self._last_height = self._check_consistency()
-        self._pending: PendingCommit | None = None
 
     @classmethod
     def open(
@@ -90,12 +89,7 @@ class ChainDB:
         self.store.write(batch, sync=sync)
         self.state.forget()
 
-    def commit(self, **height_record: Any) -> None:
-        """Write everything a height changes as one atomic, synced batch (the arguments of
-        `begin_commit`), and return once it is durable."""
-        self.begin_commit(**height_record).wait()
-
-    def begin_commit(
+    def commit(
         self,
         *,
         height: int,
@@ -107,13 +101,8 @@ class ChainDB:
         tx_entries: Iterable[TxIndexEntry] = (),
         meta: Iterable[tuple[bytes, bytes]] = (),
         sync: bool = True,
-    ) -> PendingCommit:
-        """Build height `height`'s one batch and start its write; the answer's `wait()`
-        returns once it is durable. Meanwhile this thread reads the new state through the
-        state cache (see StateStore.remember_in_flight); the height counts as committed,
-        and the next may begin, only after `wait()`."""
-        if self._pending is not None:
-            raise StorageError("the previous height's commit is still being written")
+    ) -> None:
+        """Write everything height `height` changes as one atomic, synced batch."""
         self._check_next_height(check_height(height))
         batch = WriteBatch()
         changes = state_changes if isinstance(state_changes, list) else list(state_changes)
@@ -124,17 +113,10 @@ class ChainDB:
         for name, value in meta:
             self.put_meta(batch, name, value)
         crash_point("chaindb.before_write")
-        write = self.store.begin_write(batch, sync=sync)
-        self.state.remember_in_flight(changes)
-        self._pending = PendingCommit(self, write, height)
-        return self._pending
-
-    def _landed(self, height: int, error: BaseException | None) -> None:
-        self._pending = None
-        self.state.landed(error is None)
-        if error is None:
-            crash_point("chaindb.after_write")
-            self._last_height = height
+        self.store.write(batch, sync=sync)
+        self.state.remember(changes)
+        crash_point("chaindb.after_write")
+        self._last_height = height
 
     def _check_next_height(self, height: int) -> None:
         if self._last_height is not None:
@@ -166,29 +148,6 @@ class ChainDB:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class PendingCommit:
-    """A height whose batch is being written (ChainDB.begin_commit)."""
-
-    __slots__ = ("_db", "_write", "height", "_done", "_error")
-
-    def __init__(self, db: ChainDB, write: PendingWrite, height: int) -> None:
-        self._db, self._write, self.height = db, write, height
-        self._done = False
-        self._error: BaseException | None = None
-
-    def wait(self) -> None:
-        """Return once the height is durable; raise what its write raised (every time)."""
-        if not self._done:
-            self._done = True
-            try:
-                self._write.wait()
-            except BaseException as exc:
-                self._error = exc
-            self._db._landed(self.height, self._error)
-        if self._error is not None:
-            raise self._error
 
 
 SNAPSHOT_CACHE_ENTRIES = 256  # a snapshot answers a request or a batch, then is dropped

@@ -50,22 +50,6 @@ class WriteBatch:
         self.ops.clear()
 
 
-class PendingWrite(Protocol):
-    def wait(self) -> None: ...
-
-
-class _Written:
-    """A write that was applied before `begin_write` returned."""
-
-    __slots__ = ()
-
-    def wait(self) -> None:
-        return None
-
-
-WRITTEN = _Written()
-
-
 class KVReader(Protocol):
     """The read half of a KVStore: what a snapshot offers."""
 
@@ -120,14 +104,6 @@ class KVStore(ABC):
     @abstractmethod
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         """Apply every op of `batch` atomically. `sync=True` makes it durable on return."""
-
-    def begin_write(self, batch: WriteBatch, sync: bool = False) -> PendingWrite:
-        """Start applying `batch`; the answer's `wait()` returns once `write` would have
-        (raising what it would), and the caller may do other work meanwhile. This default
-        writes before it returns; a store whose write waits for the disk without the GIL
-        runs that part on a thread of its own."""
-        self.write(batch, sync=sync)
-        return WRITTEN
 
     @abstractmethod
     def close(self) -> None:

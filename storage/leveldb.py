@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 
 import plyvel
 
 from storage.errors import StorageError, StoreCorruptionError, StoreLockedError
-from storage.kv import KVPair, KVSnapshot, KVStore, PendingWrite, WriteBatch, scan_range
+from storage.kv import KVPair, KVSnapshot, KVStore, WriteBatch, scan_range
 
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 DEFAULT_WRITE_BUFFER_BYTES = 16 * 1024 * 1024
@@ -56,7 +55,6 @@ class LevelDBStore(KVStore):
             raise StoreCorruptionError(f"cannot open {self.path}: {exc}") from None
         # The hot path: bind plyvel's C method directly so `get` costs one call.
         self.get = self._db.get  # type: ignore[method-assign]
-        self._writer: ThreadPoolExecutor | None = None  # begin_write's thread, when used
 
     def get(self, key: bytes) -> bytes | None:  # replaced per instance in __init__
         return self._db.get(key)
@@ -67,19 +65,6 @@ class LevelDBStore(KVStore):
         return _scan(self._db, prefix, start, reverse)
 
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
-        self._native(batch, sync).write()
-
-    def begin_write(self, batch: WriteBatch, sync: bool = False) -> PendingWrite:
-        """The ops go into LevelDB's batch on this thread (Python calls, under the GIL);
-        the write itself (the log append, its fsync, the memtable) on the store's writer
-        thread, where plyvel releases the GIL: a synced write of a large block waits
-        50-150 ms for the disk, which the caller can spend on other work."""
-        native = self._native(batch, sync)
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="leveldb-write")
-        return _PendingNativeWrite(self._writer.submit(native.write))
-
-    def _native(self, batch: WriteBatch, sync: bool) -> plyvel._plyvel.WriteBatch:
         wb = self._db.write_batch(sync=sync)
         put, delete = wb.put, wb.delete
         for key, value in batch.ops:
@@ -87,7 +72,7 @@ class LevelDBStore(KVStore):
                 delete(key)
             else:
                 put(key, value)
-        return wb
+        wb.write()
 
     def snapshot(self) -> KVSnapshot:
         if self._db.closed:
@@ -95,25 +80,12 @@ class LevelDBStore(KVStore):
         return LevelDBSnapshot(self._db.snapshot())
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)  # a write in flight lands before the close
-            self._writer = None
         if not self._db.closed:
             self._db.close()
 
     @property
     def closed(self) -> bool:
         return self._db.closed
-
-
-class _PendingNativeWrite:
-    __slots__ = ("_future",)
-
-    def __init__(self, future: Future[None]) -> None:
-        self._future = future
-
-    def wait(self) -> None:
-        self._future.result()
 
 
 class LevelDBSnapshot(KVSnapshot):

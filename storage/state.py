@@ -59,7 +59,7 @@ class StateStore:
     """
 
     __slots__ = ("_store", "_get", "_young", "_old", "_generation", "_generation_bytes",
-                 "_young_bytes", "_uncached", "_in_flight")
+                 "_young_bytes", "_uncached")
 
     def __init__(self, store: KVReader, cache_entries: int = STATE_CACHE_ENTRIES,
                  cache_bytes: int = STATE_CACHE_BYTES,
@@ -72,19 +72,13 @@ class StateStore:
         self._generation = max(1, cache_entries // 2)
         self._generation_bytes = max(1, cache_bytes // 2)
         self._young_bytes = 0
-        self._in_flight = False
 
     def get(self, key: bytes) -> bytes | None:
         young = self._young
         if key in young:
             return young[key]
         old = self._old
-        if key in old:
-            value = old[key]
-        else:
-            value = self._get(NS_STATE + key)
-            if self._in_flight:  # the store may hold either side of the batch: keep nothing
-                return value
+        value = old[key] if key in old else self._get(NS_STATE + key)
         if key.startswith(self._uncached):
             return value
         young[key] = value
@@ -115,20 +109,6 @@ class StateStore:
                 self._rotate()
                 young, size = self._young, 0
         self._young_bytes = size
-
-    def remember_in_flight(self, changes: Iterable[StateChange]) -> None:
-        """The batch holding `changes` is being written (ChainDB.begin_commit): keep them
-        now, so this thread reads the new state, and until `landed` cache nothing read from
-        the store, which may hold either side of the batch at any moment."""
-        self._in_flight = True
-        self.remember(changes)
-
-    def landed(self, written: bool) -> None:
-        """The in-flight batch is written, or failed (then the cache is emptied: it may
-        hold the failed batch's values, which the store does not)."""
-        self._in_flight = False
-        if not written:
-            self.forget()
 
     def _rotate(self) -> None:
         self._old = self._young

@@ -163,30 +163,6 @@ def test_snapshot_read_on_another_thread_sees_whole_batches(store):
     assert not bad and seen
 
 
-def test_begin_write_lands_whole_by_wait_and_before_close(store, tmp_path):
-    """begin_write's batch is applied atomically, in order after earlier writes, once
-    wait() returns; a store closed with a write in flight applies it first."""
-    put_all(store, [(b"a", b"1"), (b"gone", b"x")])
-    batch = WriteBatch()
-    batch.put(b"a", b"2")
-    batch.delete(b"gone")
-    batch.put(b"new", b"3")
-    pending = store.begin_write(batch, sync=True)
-    with store.snapshot() as snap:  # either side of the batch, never a part of it
-        assert (snap.get(b"a"), snap.get(b"new")) in ((b"1", None), (b"2", b"3"))
-    pending.wait()
-    pending.wait()  # idempotent
-    assert (store.get(b"a"), store.get(b"gone"), store.get(b"new")) == (b"2", None, b"3")
-    if isinstance(store, LevelDBStore):
-        path = store.path
-        last = WriteBatch()
-        last.put(b"late", b"4")
-        store.begin_write(last, sync=True)
-        store.close()
-        with LevelDBStore(path) as reopened:
-            assert reopened.get(b"late") == b"4"
-
-
 def test_prefixed_view(store):
     view = PrefixedView(store, b"ns/")
     nested = PrefixedView(view, b"sub/")

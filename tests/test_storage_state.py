@@ -7,7 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.chaindb import ChainDB
-from storage.errors import StorageError
 
 state_mod = pytest.importorskip("commerce_vm.state")
 
@@ -38,76 +37,39 @@ def test_state_store_agrees_with_vm_memory_state(genesis, block, scans):
         )
 
 
-class _ControlledWrites:
-    """Wraps a store. A begun write lands only when waited for (a write in flight), and
-    `fail` makes the next write raise (a full disk, an I/O error) when it is begun
-    ("at once") or when it is waited for ("in flight")."""
+class _FailingWrites:
+    """Wraps a store; `fail` makes its next batch write raise (a full disk, an I/O error)."""
 
     def __init__(self, store):
-        self._store, self.fail = store, None
+        self._store, self.fail = store, False
 
     def write(self, batch, sync=False):
-        self.begin_write(batch, sync).wait()
-
-    def begin_write(self, batch, sync=False):
-        if self.fail == "at once":
+        if self.fail:
             raise OSError("disk full")
-        outer = self
-
-        class InFlight:
-            def wait(self):
-                if outer.fail == "in flight":
-                    raise OSError("disk full")
-                outer._store.write(batch, sync=sync)
-        return InFlight()
+        self._store.write(batch, sync=sync)
 
     def __getattr__(self, name):
         return getattr(self._store, name)
 
 
-def _commit(db, height, changes):
-    return db.begin_commit(height=height, block_hash=bytes([height]) * 32, block_bytes=b"b",
-                           commit_bytes=b"c", state_changes=changes, app_hash=b"a")
-
-
-@pytest.mark.parametrize("fail", ["at once", "in flight"])
-def test_read_cache_follows_only_written_batches(fail):
+def test_read_cache_follows_only_written_batches():
     db = ChainDB.open(None, "memory")
     db.write_genesis_state([(b"acct", b"100")], b"g")
     assert db.state.get(b"acct") == b"100" and db.state.get(b"new") is None  # now cached
-    controlled = _ControlledWrites(db.store)
-    db.store = controlled
-    controlled.fail = fail
+    failing = _FailingWrites(db.store)
+    db.store = failing
+    failing.fail = True
     with pytest.raises(OSError):
-        _commit(db, 1, [(b"acct", b"90"), (b"new", b"10")]).wait()
+        db.commit(height=1, block_hash=b"\x01" * 32, block_bytes=b"b", commit_bytes=b"c",
+                  state_changes=[(b"acct", b"90"), (b"new", b"10")], app_hash=b"a")
     assert db.state.get(b"acct") == b"100" and db.state.get(b"new") is None
-    assert db.last_committed_height() is None
-    controlled.fail = None
-    _commit(db, 1, [(b"acct", b"90"), (b"new", b"10")]).wait()
+    failing.fail = False
+    db.commit(height=1, block_hash=b"\x01" * 32, block_bytes=b"b", commit_bytes=b"c",
+              state_changes=[(b"acct", b"90"), (b"new", b"10")], app_hash=b"a")
     assert db.state.get(b"acct") == b"90" and db.state.get(b"new") == b"10"
     db.commit(height=2, block_hash=b"\x02" * 32, block_bytes=b"b", commit_bytes=b"c",
               state_changes=[(b"new", None)], app_hash=b"a")
-    assert db.state.get(b"new") is None and db.last_committed_height() == 2
-
-
-def test_while_a_commit_is_in_flight_reads_see_it_and_nothing_read_is_kept():
-    """The committing thread reads the new state through the cache while the batch is in
-    flight; what it reads from the store then (either side of the batch) is not cached."""
-    db = ChainDB.open(None, "memory")
-    db.write_genesis_state([(b"acct", b"100"), (b"cold", b"1")], b"g")
-    db.store = _ControlledWrites(db.store)
-    pending = _commit(db, 1, [(b"acct", b"90")])
-    assert db.state.get(b"acct") == b"90"  # the block's change, before the store has it
-    entries = db.state.cached_entries
-    assert db.state.get(b"cold") == b"1"
-    assert db.state.cached_entries == entries  # read during the flight: not kept
-    assert db.last_committed_height() is None  # committed only once durable
-    with pytest.raises(StorageError, match="still being written"):
-        _commit(db, 2, [])
-    pending.wait()
-    assert db.last_committed_height() == 1 and db.store.get(b"Sacct") == b"90"
-    db.state.get(b"cold")
-    assert db.state.cached_entries == entries + 1  # landed: reads are cached again
+    assert db.state.get(b"new") is None
 
 
 def test_read_cache_is_bounded():
