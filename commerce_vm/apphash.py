@@ -183,7 +183,7 @@ def update_app_hash(state: Overlay, writes: Iterable[tuple[bytes, bytes | None]]
         above = tree.levels[level - 1] if level else None
         for index in nodes:
             record = bytes(records[index * NODE_SIZE:(index + 1) * NODE_SIZE])
-            key = NODE_PREFIX + bytes((level, index >> 8, index & 0xFF))
+            key = node_key(level, index)  # at most 273 stored nodes a block
             if record == default:
                 delete(key)
             else:
@@ -199,7 +199,7 @@ def update_app_hash(state: Overlay, writes: Iterable[tuple[bytes, bytes | None]]
 
 
 def _update_bucket(state: Overlay, index: int, updates: list[tuple[bytes, bytes | None]]) -> bytes:
-    key = BUCKET_PREFIX + index.to_bytes(2, "big")
+    key = bucket_key(index)
     record = state.get(key) or b""
     for khash, vhash in updates:
         record = _edit_bucket(record, khash, vhash)
