@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import resource
 import subprocess
 import sys
 import tempfile
@@ -54,18 +55,30 @@ def run_stage(manifest: TestnetManifest, items: list[Item], meter: ProcessMeter,
         spec_path, out_path = Path(tmp) / "spec.pkl", Path(tmp) / "result.pkl"
         spec_path.write_bytes(pickle.dumps(spec))
         meter.begin()
+        started, children = time.monotonic(), _children_cpu()
         proc = subprocess.Popen([sys.executable, "-m", "benchmarks.submitter", str(spec_path),
                                  str(out_path)], cwd=str(REPO))
         while proc.poll() is None:
             meter.sample()
             time.sleep(0.5)
         nodes = meter.end()
+        cpu, seconds = _children_cpu() - children, time.monotonic() - started
         if proc.returncode != 0:
             raise RuntimeError(f"the submitter process failed (exit {proc.returncode})")
         result = pickle.loads(out_path.read_bytes())
     result["nodes"] = nodes
+    # the load generator shares the cores with the nodes it measures: its share is reported
+    result["submitter"] = {"cpu_seconds": round(cpu, 2),
+                           "cpu_percent_of_one_core": round(100 * cpu / seconds, 1)}
     result["by_minute"] = by_minute(result, meter)
     return result
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's waited-for children (the nodes are still running, so
+    between two calls around one submitter this is the submitter's)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def by_minute(result: dict[str, Any], meter: ProcessMeter) -> list[dict[str, Any]]:
@@ -119,7 +132,8 @@ def summarize(name: str, items: list[Item], result: dict[str, Any], mode: str,
         "blocks": len(blocks), "blocks_per_s": round(len(blocks) / duration, 2) if duration else 0,
         "txs_per_block_max": max((b[2] for b in blocks), default=0),
         "latency": latency_summary(latencies), "tx_kinds": dict(sorted(kinds.items())),
-        "nodes": result["nodes"], "by_minute": result.get("by_minute", []),
+        "nodes": result["nodes"], "submitter": result.get("submitter"),
+        "by_minute": result.get("by_minute", []),
     }
 
 

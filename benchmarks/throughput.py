@@ -108,6 +108,8 @@ def _stage_line(s: dict[str, Any]) -> str:
             f"{s['committed_tx_per_s']:8.1f} tx/s  p50 {fmt(lat['p50_s'], 2)}s "
             f"p99 {fmt(lat['p99_s'], 2)}s  blocks/s {s['blocks_per_s']}  lost {s['lost']}  "
             f"retries {s['mempool_full_retries']}"
+            + (f"  submitter CPU {s['submitter']['cpu_percent_of_one_core']}%"
+               if s.get("submitter") else "")
             + (f"  parked {s['parked_at_submit']}" if s["parked_at_submit"] else "")
             + (f"\n    rejected {s['rejected']} {s['rejected_kinds']}: {s['rejected_examples']}"
                if s["rejected"] else "")

@@ -97,6 +97,36 @@ def test_quick_throughput_reports_cpu_and_rss_per_node(quick_result):
     assert targets["rss_run_seconds"] < 600 and targets["rss_flat_met"] is None
 
 
+def test_quick_throughput_reports_the_submitters_cpu_per_stage(quick_result):
+    for stage in quick_result["stages"]:
+        submitter = stage["submitter"]
+        # a Python process that sent and watched every tx of the stage used some CPU
+        assert submitter["cpu_seconds"] > 0, stage["stage"]
+        assert submitter["cpu_percent_of_one_core"] > 0, stage["stage"]
+
+
+def test_submitter_sorts_each_reply_of_a_batch_by_its_id():
+    from benchmarks.submitter import MEMPOOL_FULL, TX_ALREADY_KNOWN, Run
+
+    run = Run({})
+    pending = [("h0", "r0"), ("h1", "r1"), ("h2", "r2"), ("h3", "r3"), ("h4", "r4")]
+    replies = [  # out of order, and no reply for id 4
+        {"id": 3, "error": {"code": -32000, "message": "bad nonce"}},
+        {"id": 0, "result": {"status": "pooled"}},
+        {"id": 2, "error": {"code": MEMPOOL_FULL, "message": "full"}},
+        {"id": 1, "error": {"code": TX_ALREADY_KNOWN, "message": "known"}},
+    ]
+    assert run.sort_replies(pending, replies) == [("h2", "r2")]
+    assert run.accepted == {"h0", "h1"}
+    assert run.rejected["h3"] == [-32000, "bad nonce"]
+    code, message = run.rejected["h4"]
+    assert code is None and "bad nonce" in message  # what came back instead, for the log
+    run.sort_replies([("h5", "r5")], [{"id": 0, "result": {"status": "parked"}}])
+    assert run.parked == 1 and "h5" in run.accepted
+    run.sort_replies([("h6", "r6")], {"error": {"code": -32600, "message": "not a batch"}})
+    assert run.rejected["h6"][0] is None and "not a batch" in run.rejected["h6"][1]
+
+
 def test_inprocess_mixed_run_commits_everything_and_reuses_the_check_runs():
     """`benchmarks.inprocess --mixed` end to end on a small chain: every buy and transfer
     commits, and the blocks applied the mempool's check runs instead of running them again
