@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -454,6 +455,7 @@ def _quiet_submit(node: Node, raw: bytes) -> None:
         pass  # async submission: the client asked not to hear about checks
 
 
+@functools.cache  # read from the installed package's metadata on disk: once per process
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
