@@ -60,9 +60,11 @@ async def test_metrics_of_a_live_node(node_factory):  # noqa: F811
     assert value(samples, "chainmerce_rpc_request_duration_seconds_count",
                  method="broadcast_tx_commit") == 1
     await live.call("no_such_method")
+    await live.rpc("status")
     samples = await scrape(live)
     assert value(samples, "chainmerce_rpc_request_duration_seconds_count",
                  method="unknown") == 1
+    assert value(samples, "chainmerce_rpc_request_duration_seconds_count", method="status") == 2
     assert "chainmerce_missed_blocks_total" not in samples  # one validator, never missing
     # the other node's registry is its own
     other_samples = await scrape(other)
