@@ -8,6 +8,7 @@ made to cover a different-looking message (no malleability).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import msgpack
@@ -40,15 +41,33 @@ def _check(value: Any, depth: int) -> None:
     raise EncodeError(f"type {type(value).__name__} has no canonical encoding")
 
 
+# msgpack.packb builds a Packer, and its 256 KiB buffer, at every call: 1-1.4 us for an
+# account record against 0.3 us for a kept Packer. One per thread (a Packer is not meant
+# to be shared); one whose buffer grew for a large value is dropped, not kept that large.
+_PACKER_BUFFER = 256 * 1024
+_packers = threading.local()
+
+
+def _pack(value: Any) -> bytes:
+    try:
+        packer = _packers.packer
+    except AttributeError:
+        packer = _packers.packer = msgpack.Packer(use_bin_type=True, buf_size=_PACKER_BUFFER)
+    data = packer.pack(value)
+    if len(data) > _PACKER_BUFFER:
+        del _packers.packer
+    return data
+
+
 def encode(value: Any) -> bytes:
     """Canonical bytes of `value` (tuples encode as arrays)."""
     _check(value, 0)
-    return msgpack.packb(value, use_bin_type=True)
+    return _pack(value)
 
 
 def encode_trusted(value: Any) -> bytes:
     """Like encode() without the type walk: only for values this process built itself."""
-    return msgpack.packb(value, use_bin_type=True)
+    return _pack(value)
 
 
 # msgpack builds exactly these types (never subclasses), so `type(x) in` is exact; the
@@ -97,6 +116,6 @@ def decode(data: bytes, max_size: int = MAX_ENCODED_SIZE) -> Any:
         _check_decoded_list(value, 0)
     elif kind not in _DECODED_SCALARS:
         raise DecodeError(f"type {kind.__name__} is not allowed")
-    if msgpack.packb(value, use_bin_type=True) != data:
+    if _pack(value) != data:
         raise DecodeError("non-canonical encoding")
     return value

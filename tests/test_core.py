@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.address import address_from_pubkey, address_from_text, address_to_text
-from core.encoding import MAX_DEPTH, decode, encode
+from core.encoding import MAX_DEPTH, decode, encode, encode_trusted
 from core.errors import AddressError, DecodeError, EncodeError
 from core.hashing import sha256, tagged_hash
 from core.keys import (
@@ -93,6 +93,31 @@ def test_encode_refuses_values_without_canonical_form(bad):
 def test_encoding_is_positional_and_stable():
     # A golden value: changing the format silently would change every hash and signature.
     assert encode([1, b"\x00", "a", [True, None]]).hex() == "9401c40100a16192c3c0"
+
+
+@given(st.lists(values, min_size=1, max_size=8))
+def test_the_kept_packer_encodes_each_value_as_a_fresh_one_does(seq):
+    for value in seq:
+        assert encode_trusted(value) == encode(value) == msgpack.packb(value, use_bin_type=True)
+
+
+def test_the_kept_packer_survives_a_failed_and_a_large_value():
+    small = [1, b"ab", "c"]
+    with pytest.raises(TypeError):
+        encode_trusted([1, b"half written", object()])  # fails after packing a prefix
+    assert encode_trusted(small) == msgpack.packb(small)  # nothing of it is left over
+    large = [b"x" * 600_000, 7]  # grows the buffer past its 256 KiB
+    assert encode_trusted(large) == msgpack.packb(large)
+    assert encode_trusted(small) == msgpack.packb(small)
+
+
+def test_threads_encode_with_packers_of_their_own():
+    from concurrent.futures import ThreadPoolExecutor
+
+    work = [[i, b"k" * (i % 97), str(i) * (i % 5), [i % 2 == 0, None]] for i in range(4000)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(encode_trusted, work, chunksize=7))
+    assert got == [msgpack.packb(v) for v in work]
 
 
 # --- hashing and keys -----------------------------------------------------------------------
