@@ -152,6 +152,7 @@ class Tx:
     body: Any  # the type's body NamedTuple
     signature: bytes
     sig_valid: bool | None = None
+    stateless_ok_for: GenesisParams | None = None  # the params check_stateless passed it for
 
     @property
     def type_name(self) -> str:
@@ -250,7 +251,11 @@ def decode_tx(raw: bytes, chain_id: str, max_size: int = DEFAULT_MAX_TX_SIZE) ->
 
 
 def check_stateless(tx: Tx, params: GenesisParams) -> None:
-    """The params-dependent stateless rules. Raises VMError."""
+    """The params-dependent stateless rules. Raises VMError. A pass is remembered on the
+    Tx for these (frozen) params: a tx meets them at admission, at every re-check of the
+    pool and in its block, and the walk over its fields cost 4% of a validator's loop."""
+    if tx.stateless_ok_for is params:
+        return
     if tx.chain_id != params.chain_id:
         raise E.VMError(E.WRONG_CHAIN, f"tx is for chain {tx.chain_id!r}")
     if len(tx.raw) > params.max_tx_size:
@@ -270,6 +275,7 @@ def check_stateless(tx: Tx, params: GenesisParams) -> None:
             raise E.VMError(E.WINDOW_TOO_LONG, f"ship_within exceeds {params.max_ship_within} blocks")
         if tx.body.confirm_within > params.max_confirm_within:
             raise E.VMError(E.WINDOW_TOO_LONG, f"confirm_within exceeds {params.max_confirm_within} blocks")
+    tx.stateless_ok_for = params
 
 
 def verify_tx_signature(tx: Tx) -> bool:

@@ -223,6 +223,30 @@ def test_fee_floor_and_cannot_pay() -> None:
     _assert_block_refuses(chain, broke, E.CANNOT_PAY_FEE.code)
 
 
+def test_a_stateless_pass_is_remembered_only_for_the_params_it_was_checked_with() -> None:
+    import dataclasses
+
+    from commerce_vm import check_stateless
+
+    chain = Chain()
+    tx = decode_tx(chain.tx("alice", T.TRANSFER, [BOB, 1], fee=10, nonce=0), CHAIN_ID)
+    check_stateless(tx, chain.params)
+    assert tx.stateless_ok_for is chain.params
+    check_stateless(tx, chain.params)  # the same params: passes again
+    fees = list(chain.params.min_fees)
+    fees[T.TRANSFER] = 11
+    stricter = dataclasses.replace(chain.params, min_fees=tuple(fees))
+    with pytest.raises(VMError) as refused:
+        check_stateless(tx, stricter)  # other params are checked in full
+    assert refused.value.code == E.FEE_TOO_LOW.code
+    assert tx.stateless_ok_for is chain.params  # a refusal is never remembered
+    low = decode_tx(chain.tx("alice", T.TRANSFER, [BOB, 1], fee=9, nonce=0), CHAIN_ID)
+    for _ in range(2):  # a tx that failed fails each time
+        with pytest.raises(VMError):
+            check_stateless(low, chain.params)
+    assert low.stateless_ok_for is None
+
+
 def test_check_tx_does_not_modify_state() -> None:
     chain = Chain()
     tx = decode_tx(_good(chain), CHAIN_ID)
