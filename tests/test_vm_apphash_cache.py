@@ -157,3 +157,21 @@ def test_a_bucket_edit_keeps_its_pairs_sorted_unique_and_current(updates) -> Non
         else:
             model[khash] = vhash
         assert record == b"".join(k + v for k, v in sorted(model.items()))
+
+
+def test_index_keys_and_fresh_buckets_prove_against_the_updated_root() -> None:
+    """b"" values (every index key) and buckets that were empty: the root the update
+    computes is the one proofs, which hash everything themselves, verify against."""
+    from commerce_vm.apphash import prove
+    from commerce_vm.proof import verify_state_proof
+
+    writes = [(b"ob/" + bytes([i]) * 28, b"") for i in range(40)] + \
+        [(b"a/" + bytes([i]) * 20, bytes([i])) for i in range(40)]
+    scratch = overlay_with(MemoryState(), writes)
+    root = update_app_hash(scratch, writes)
+    state = committed(MemoryState(), scratch.changes())
+    for key, value in writes[:3] + writes[40:43]:
+        proof = prove(state, key)
+        assert verify_state_proof(root, key, value, proof)
+        assert not verify_state_proof(root, key, None, proof)
+        assert not verify_state_proof(root, key, value + b"x", proof)
