@@ -323,3 +323,21 @@ def test_vm_has_no_sources_of_nondeterminism() -> None:
             assert not forbidden & set(names), f"{path.name} imports {names}"
             assert not {"storage", "consensus", "p2p", "node"} & set(names), path.name
         assert not any(isinstance(n, ast.Constant) and isinstance(n.value, float) for n in ast.walk(tree)), path.name
+
+
+def test_every_record_packs_as_the_array_of_its_fields_in_order() -> None:
+    from commerce_vm.ledger import Checkpoint, Listing, Order, Reputation, Review, load, pack
+    from core.encoding import encode
+
+    records = [
+        Listing(7, b"m" * 20, "mug", 100, 5, 10, 20, "Porto", b"\x01", True, 3, 4, 1),
+        Order(9, 7, b"b" * 20, b"m" * 20, 2, 100, 200, 200, 1, 3, 13, 20, 0, "ups", "t1",
+              None, b"r" * 20, 1, False, 0, 0),
+        Checkpoint(5, b"m" * 20, "shipped", "Porto", "note"),
+        Review(9, 7, b"b" * 20, b"m" * 20, 5, "great", 6, 200),
+        Reputation(1, 5, 1000, 200),
+    ]
+    for record in records:
+        fields = [getattr(record, name) for name in record.__slots__]
+        assert pack(record) == encode(fields)
+        assert load(type(record), pack(record)) == record
