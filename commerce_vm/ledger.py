@@ -75,19 +75,11 @@ def unpack(value: bytes) -> Any:
     return msgpack.unpackb(value, raw=False)
 
 
-_FIELDS: dict[type, Callable[[Any], tuple[Any, ...]]] = {}
-
-
 def pack(record: Any) -> bytes:
     """The record's fields in declaration order, as one array. One attrgetter per record
     type reads them in a single call (an order's 21 fields cost 4.5 us with getattr each,
     2.4 us so); tuples and lists encode alike."""
-    fields = _FIELDS.get(type(record))
-    if fields is None:
-        names = record.__slots__
-        assert len(names) > 1, "attrgetter of one name returns the value, not a tuple"
-        fields = _FIELDS[type(record)] = attrgetter(*names)
-    return encode_trusted(fields(record))
+    return encode_trusted(_FIELDS[type(record)](record))
 
 
 @dataclass(slots=True)
@@ -172,6 +164,11 @@ class Reputation:
         if self.weight_sum:
             return self.weighted_sum * 1000 // self.weight_sum
         return self.rating_sum * 1000 // self.count if self.count else 0
+
+
+# every record type has several fields (attrgetter of one name returns the bare value)
+_FIELDS: dict[type, Callable[[Any], tuple[Any, ...]]] = {
+    cls: attrgetter(*cls.__slots__) for cls in (Listing, Order, Checkpoint, Review, Reputation)}
 
 
 def load(cls: Any, value: bytes) -> Any:
