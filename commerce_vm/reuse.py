@@ -38,10 +38,16 @@ class HandlerRecord:
     writes: tuple[tuple[bytes, bytes | None], ...]  # what the handler wrote (none if failed)
     result: TxResult
 
-    def holds_in(self, block: Overlay, params: GenesisParams, ctx: BlockContext) -> bool:
+    def holds_in(self, block: Overlay, params: GenesisParams, ctx: BlockContext, *,
+                 at_any_height: bool = False) -> bool:
+        """Whether running the handler here would do what the record says. With
+        `at_any_height`, a height other than the recorded one is passed over: the writes
+        then carry the recorded height's stamps (only the mempool asks this, see
+        `Recorder`)."""
         if params is not self.params:
             return False
-        if any(getattr(ctx, name) != value for name, value in self.context):
+        if any(getattr(ctx, name) != value for name, value in self.context
+               if not (at_any_height and name == "height")):
             return False
         get = block.get
         return all(get(key) == value for key, value in self.reads)
@@ -96,18 +102,31 @@ class Recorder:
     """A handler runner that also keeps a record of the (last) handler it ran. Given the
     record of an earlier run of the same tx (`previous`), it replays that where it still
     holds and keeps it as the record: the mempool's re-check after a block runs again only
-    the txs whose reads the block changed."""
+    the txs whose reads the block changed.
 
-    __slots__ = ("record", "previous")
+    `at_any_height` replays a record made at another height as well (its height stamps
+    stay those of its run). The mempool's re-check moves to a new height after every
+    block, which made every handler that reads the height (buy, ship, confirm, review,
+    list) run again at every re-check although what it decides was unchanged: its height
+    comparisons (late shipping, late disputes) are settled by the expiry that changes the
+    order those handlers read, so a changed verdict shows as a changed read. Only the
+    pool's check state is approximated this way, never a block: `Replaying` compares
+    the height, so such a record does not hold in a block of another height, and the
+    tx runs for real there."""
 
-    def __init__(self, previous: HandlerRecord | None = None) -> None:
+    __slots__ = ("record", "previous", "at_any_height")
+
+    def __init__(self, previous: HandlerRecord | None = None, *,
+                 at_any_height: bool = False) -> None:
         self.record: HandlerRecord | None = None
         self.previous = previous
+        self.at_any_height = at_any_height
 
     def __call__(self, block: Overlay, params: GenesisParams, ctx: BlockContext,
                  tx: Tx) -> TxResult:
         previous = self.previous
-        if previous is not None and previous.holds_in(block, params, ctx):
+        if previous is not None and previous.holds_in(block, params, ctx,
+                                                      at_any_height=self.at_any_height):
             self.record = previous
             return _replay(previous, block)
         child = _RecordingOverlay(block)

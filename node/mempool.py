@@ -10,8 +10,8 @@ A tx whose nonce is ahead of the sender's next nonce is parked (bounded) until t
 fills, so clients may submit a sender's txs over several connections. After each commit
 the pool drops what was committed, re-checks the rest against the new state in order, and
 drops txs older than the TTL. A re-check replays a tx's recorded check run where every
-value it read is unchanged (commerce_vm.reuse), and runs the handler only where the block
-changed what it read.
+value it read is unchanged (commerce_vm.reuse), even a run at an earlier height (see
+`update`), and runs the handler only where the block changed what it read.
 """
 
 from __future__ import annotations
@@ -195,14 +195,15 @@ class Mempool:
             raise MempoolError(MEMPOOL_FULL, "sender_limit",
                                f"sender already has {self.limits.max_txs_per_sender} txs waiting")
 
-    def _try(self, tx: vm.Tx, previous: HandlerRecord | None = None
-             ) -> tuple[vm.TxResult, HandlerRecord | None]:
+    def _try(self, tx: vm.Tx, previous: HandlerRecord | None = None, *,
+             at_any_height: bool = False) -> tuple[vm.TxResult, HandlerRecord | None]:
         """Run `tx` on the check state; keep its writes only if it succeeds. A child overlay
         means a failing tx costs one execution, never a rebuild of the whole check state.
         `previous`: the record of an earlier check of `tx`, replayed where it still holds
-        (commerce_vm.reuse: the same result and writes as running it again)."""
+        (commerce_vm.reuse: the same result and writes as running it again), at any
+        height if `at_any_height` (the light re-check, see `update`)."""
         child = vm.Overlay(self._check)
-        recorder = Recorder(previous)
+        recorder = Recorder(previous, at_any_height=at_any_height)
         result = vm.apply_tx(child, self.params, self._ctx, tx, recorder)
         if result.code == vm_errors.OK:
             child.commit_into_parent()
@@ -297,6 +298,16 @@ class Mempool:
         new committed state instead. The check state only decides admission (every
         block is executed for real), and a full re-check every FULL_RECHECK_EVERY blocks
         bounds any drift and applies the TTL.
+
+        Any other block gets a light re-check: a record whose reads all hold is replayed
+        even though it was made at an earlier height (commerce_vm.reuse.Recorder), so only
+        the txs whose reads the block changed run again. The height stamps those replays
+        leave in the check state may lag by up to FULL_RECHECK_EVERY blocks, as after a
+        rebase; what that can change is confined to orders that pooled txs made or shipped:
+        their deadlines look that much earlier, so a ship or dispute of such an order in
+        its last blocks may be refused by the pool (never wrongly executed: blocks compare
+        the height). Every FULL_RECHECK_EVERY-th block the re-check is exact and re-runs
+        every such tx (tests/test_mempool_light_recheck.py compares the two).
         """
         rebase = (only_txs_changed_state and self._is_pool_prefix(committed)
                   and self._blocks_since_recheck < FULL_RECHECK_EVERY)
@@ -313,9 +324,10 @@ class Mempool:
             self._reset_check_state(state, height, block_time)
             self._check.writes = writes
             return []
-        self._blocks_since_recheck = 0
+        light = self._blocks_since_recheck < FULL_RECHECK_EVERY
+        self._blocks_since_recheck = self._blocks_since_recheck + 1 if light else 0
         self._reset_check_state(state, height, block_time)
-        return self._recheck()
+        return self._recheck(at_any_height=light)
 
     def _is_pool_prefix(self, committed: list[bytes]) -> bool:
         """Whether the block ran exactly the pool's first txs, in the pool's order. Only then
@@ -338,7 +350,7 @@ class Mempool:
         self._check = vm.Overlay(self._state)
         self._recheck()
 
-    def _recheck(self) -> list[vm.Tx]:
+    def _recheck(self, *, at_any_height: bool = False) -> list[vm.Tx]:
         entries = list(self._entries.values())
         self._entries.clear()
         self._per_sender.clear()
@@ -347,7 +359,7 @@ class Mempool:
         for entry in entries:
             expired = self._height - entry.added_height >= self.limits.ttl_blocks
             result, entry.record = (None, None) if expired else \
-                self._try(entry.tx, entry.record)
+                self._try(entry.tx, entry.record, at_any_height=at_any_height)
             if result is None or result.code != vm_errors.OK:
                 dropped.append(entry.tx)
             else:

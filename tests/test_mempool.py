@@ -2,11 +2,13 @@
 
 import pytest
 
-from commerce_vm import decode_tx
+from commerce_vm import decode_tx, execute_block
 from commerce_vm import errors as E
 from commerce_vm import query as vm_query
 from commerce_vm import txtypes as T
-from node.mempool import Mempool, MempoolError, MempoolLimits
+from commerce_vm.ledger import ORDER, Order, be8, load
+from commerce_vm.reuse import Replaying
+from node.mempool import FULL_RECHECK_EVERY, Mempool, MempoolError, MempoolLimits
 from node.rpc.errors import MEMPOOL_FULL, TX_ALREADY_KNOWN
 from tests.vm_helpers import KEYS, Chain, addr
 
@@ -281,9 +283,9 @@ def _count_executions(pool: Mempool) -> list[int]:
     calls = [0]
     original = pool._try
 
-    def counting(tx, previous=None):
+    def counting(tx, previous=None, **kw):
         calls[0] += 1
-        return original(tx, previous)
+        return original(tx, previous, **kw)
 
     pool._try = counting
     return calls
@@ -369,3 +371,81 @@ def test_a_full_re_check_comes_at_least_every_few_blocks():
     pool.update(chain.state, chain.height, 0, [decode_tx(raw, chain.params.chain_id).hash],
                 only_txs_changed_state=True)
     assert decode_tx(old, chain.params.chain_id).hash not in pool  # the full re-check: TTL
+
+
+def _count_buy_runs(monkeypatch) -> list[int]:
+    from commerce_vm import execute
+
+    runs = [0]
+    buy = execute.HANDLERS[T.BUY]
+
+    def counting(*args):
+        runs[0] += 1
+        return buy(*args)
+
+    monkeypatch.setitem(execute.HANDLERS, T.BUY, counting)
+    return runs
+
+
+def _foreign_block(chain: Chain) -> list[bytes]:
+    """A block of a tx this pool never saw (another proposer's, so no rebase): its hashes."""
+    raw = chain.tx("carol", T.TRANSFER, [addr(KEYS["dave"]), 1])
+    chain.block([raw])
+    return [decode_tx(raw, chain.params.chain_id).hash]
+
+
+def test_a_light_re_check_replays_a_buy_checked_at_an_earlier_height(monkeypatch):
+    """A buy reads the height (its ship-by deadline), so an exact re-check runs it again
+    after every block; the light one replays its record where everything it read holds,
+    and the exact re-check of every FULL_RECHECK_EVERY-th block runs it again."""
+    chain = Chain()
+    chain.block([chain.tx("merchant", T.LIST, [0, "mug", 100, 5, 0, 0, "here", b""])])
+    pool = make(chain)
+    submit(pool, chain.tx("alice", T.BUY, [1, 1, 100, None]))
+    runs = _count_buy_runs(monkeypatch)
+    for _ in range(FULL_RECHECK_EVERY):
+        committed = _foreign_block(chain)
+        assert pool.update(chain.state, chain.height, 0, committed,
+                           only_txs_changed_state=True) == []
+    assert runs[0] == 0 and len(pool) == 1
+    pool.update(chain.state, chain.height, 0, _foreign_block(chain), only_txs_changed_state=True)
+    assert runs[0] == 1 and len(pool) == 1  # the exact re-check
+
+
+def test_a_light_re_check_runs_a_buy_whose_reads_changed_and_drops_it_if_it_fails(monkeypatch):
+    chain = Chain()
+    chain.block([chain.tx("merchant", T.LIST, [0, "last mug", 100, 1, 0, 0, "here", b""])])
+    pool = make(chain)
+    submit(pool, chain.tx("alice", T.BUY, [1, 1, 100, None]))
+    runs = _count_buy_runs(monkeypatch)
+    # another node's pool sold the last unit to bob first
+    bob = chain.tx("bob", T.BUY, [1, 1, 100, None])
+    chain.block([bob])
+    dropped = pool.update(chain.state, chain.height, 0,
+                          [decode_tx(bob, chain.params.chain_id).hash], only_txs_changed_state=True)
+    assert runs[0] == 2  # bob's buy in the block, alice's again in the re-check
+    assert [t.sender_address for t in dropped] == [addr(KEYS["alice"])] and len(pool) == 0
+
+
+def test_a_record_replayed_at_another_height_runs_for_real_in_a_block():
+    """The light re-check keeps the admission's record (its stamps are of that height); a
+    block at a later height must not replay it: the order gets the block's own height."""
+    chain = Chain()
+    chain.block([chain.tx("merchant", T.LIST, [0, "mug", 100, 5, 0, 0, "here", b""])])
+    pool = make(chain)
+    raw = chain.tx("alice", T.BUY, [1, 1, 100, None])
+    submit(pool, raw)
+    admitted_at = chain.height + 1
+    for _ in range(2):
+        pool.update(chain.state, chain.height, 0, _foreign_block(chain),
+                    only_txs_changed_state=True)
+    tx = pool.txs()[0]
+    assert pool.record(tx.hash).context == (("height", admitted_at),)
+    replaying = Replaying(pool.record)
+    block = execute_block(chain.state, chain.params, chain.context(), [tx],
+                          drop_rejected=True, run=replaying)
+    assert replaying.reused == 0
+    order = load(Order, dict(block.changes)[ORDER + be8(1)])
+    assert order.created_height == chain.height + 1 == admitted_at + 2
+    assert order.ship_by == chain.height + 1 + chain.params.default_ship_within
+
