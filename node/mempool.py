@@ -305,8 +305,9 @@ class Mempool:
         leave in the check state may lag by up to FULL_RECHECK_EVERY blocks, as after a
         rebase; what that can change is confined to orders that pooled txs made or shipped:
         their deadlines look that much earlier, so a ship or dispute of such an order in
-        its last blocks may be refused by the pool (never wrongly executed: blocks compare
-        the height). Every FULL_RECHECK_EVERY-th block the re-check is exact and re-runs
+        its last blocks may be refused by the pool, and a tx that would have lost to it
+        (the buyer's cancel of that order) kept. Blocks compare the height, so none of this
+        reaches a block: it runs such txs for real. Every FULL_RECHECK_EVERY-th block the re-check is exact and re-runs
         every such tx (tests/test_mempool_light_recheck.py compares the two).
         """
         rebase = (only_txs_changed_state and self._is_pool_prefix(committed)
