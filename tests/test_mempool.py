@@ -2,7 +2,7 @@
 
 import pytest
 
-from commerce_vm import decode_tx, execute_block
+from commerce_vm import decode_tx, execute, execute_block
 from commerce_vm import errors as E
 from commerce_vm import query as vm_query
 from commerce_vm import txtypes as T
@@ -374,8 +374,6 @@ def test_a_full_re_check_comes_at_least_every_few_blocks():
 
 
 def _count_buy_runs(monkeypatch) -> list[int]:
-    from commerce_vm import execute
-
     runs = [0]
     buy = execute.HANDLERS[T.BUY]
 
