@@ -307,11 +307,13 @@ class Mempool:
         their deadlines look that much earlier, so a ship or dispute of such an order in
         its last blocks may be refused by the pool, and a tx that would have lost to it
         (the buyer's cancel of that order) kept. Blocks compare the height, so none of this
-        reaches a block: it runs such txs for real. Every FULL_RECHECK_EVERY-th block the re-check is exact and re-runs
-        every such tx (tests/test_mempool_light_recheck.py compares the two).
+        reaches a block: it runs such txs for real. Every FULL_RECHECK_EVERY-th block the
+        re-check is exact and re-runs every such tx (tests/test_mempool_light_recheck.py
+        compares the two).
         """
-        rebase = (only_txs_changed_state and self._is_pool_prefix(committed)
-                  and self._blocks_since_recheck < FULL_RECHECK_EVERY)
+        exact_due = self._blocks_since_recheck >= FULL_RECHECK_EVERY
+        rebase = only_txs_changed_state and not exact_due and self._is_pool_prefix(committed)
+        self._blocks_since_recheck = 0 if exact_due else self._blocks_since_recheck + 1
         for tx_hash in committed:
             entry = self._entries.get(tx_hash)
             if entry is not None:
@@ -320,15 +322,12 @@ class Mempool:
         while len(self._recent) > RECENTLY_COMMITTED:
             self._recent.popitem(last=False)
         if rebase:
-            self._blocks_since_recheck += 1
             writes = self._check.writes
             self._reset_check_state(state, height, block_time)
             self._check.writes = writes
             return []
-        light = self._blocks_since_recheck < FULL_RECHECK_EVERY
-        self._blocks_since_recheck = self._blocks_since_recheck + 1 if light else 0
         self._reset_check_state(state, height, block_time)
-        return self._recheck(at_any_height=light)
+        return self._recheck(at_any_height=not exact_due)
 
     def _is_pool_prefix(self, committed: list[bytes]) -> bool:
         """Whether the block ran exactly the pool's first txs, in the pool's order. Only then

@@ -1,5 +1,7 @@
 """core/: canonical encoding, signatures, addresses and Merkle proofs."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -112,8 +114,6 @@ def test_the_kept_packer_survives_a_failed_and_a_large_value():
 
 
 def test_threads_encode_with_packers_of_their_own():
-    from concurrent.futures import ThreadPoolExecutor
-
     work = [[i, b"k" * (i % 97), str(i) * (i % 5), [i % 2 == 0, None]] for i in range(4000)]
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(encode_trusted, work, chunksize=7))

@@ -74,8 +74,9 @@ def test_a_light_re_check_keeps_what_an_exact_one_keeps(spec, rnd: Random) -> No
                 pool.add(pool.decode(raw))
         waiting = pool.txs()
         block = chain.block([t.raw for t in rnd.sample(waiting, rnd.randint(0, len(waiting)))])
-        committed = {t.hash for t in block.included}
-        left = [t for t in waiting if t.hash not in committed]
-        pool.update(chain.state, chain.height, 0, [t.hash for t in block.included])
-        assert [t.hash for t in pool.txs() if t.hash in {x.hash for x in left}] == \
-            _exact_recheck(chain, left)
+        committed = [t.hash for t in block.included]
+        done = set(committed)
+        left = [t for t in waiting if t.hash not in done]
+        left_hashes = {t.hash for t in left}
+        pool.update(chain.state, chain.height, 0, committed)
+        assert [t.hash for t in pool.txs() if t.hash in left_hashes] == _exact_recheck(chain, left)

@@ -20,9 +20,10 @@ from commerce_vm.apphash import (
     STORED_LEVELS,
     InnerTree,
     _edit_bucket,
+    prove,
     update_app_hash,
 )
-from commerce_vm.proof import EMPTY_APP_HASH
+from commerce_vm.proof import EMPTY_APP_HASH, verify_state_proof
 from tests.vm_helpers import overlay_with
 
 # a small key universe so blocks overwrite and delete keys they or earlier blocks wrote
@@ -162,9 +163,6 @@ def test_a_bucket_edit_keeps_its_pairs_sorted_unique_and_current(updates) -> Non
 def test_index_keys_and_fresh_buckets_prove_against_the_updated_root() -> None:
     """b"" values (every index key) and buckets that were empty: the root the update
     computes is the one proofs, which hash everything themselves, verify against."""
-    from commerce_vm.apphash import prove
-    from commerce_vm.proof import verify_state_proof
-
     writes = [(b"ob/" + bytes([i]) * 28, b"") for i in range(40)] + \
         [(b"a/" + bytes([i]) * 20, bytes([i])) for i in range(40)]
     scratch = overlay_with(MemoryState(), writes)

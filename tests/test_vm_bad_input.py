@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from commerce_vm import (
     VMError,
     app_hash_of,
+    check_stateless,
     check_tx,
     decode_tx,
     execute_block,
@@ -224,10 +227,6 @@ def test_fee_floor_and_cannot_pay() -> None:
 
 
 def test_a_stateless_pass_is_remembered_only_for_the_params_it_was_checked_with() -> None:
-    import dataclasses
-
-    from commerce_vm import check_stateless
-
     chain = Chain()
     tx = decode_tx(chain.tx("alice", T.TRANSFER, [BOB, 1], fee=10, nonce=0), CHAIN_ID)
     check_stateless(tx, chain.params)

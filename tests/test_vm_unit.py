@@ -30,9 +30,20 @@ from commerce_vm import (
 from commerce_vm import errors as E
 from commerce_vm import txtypes as T
 from commerce_vm.apphash import update_app_hash
-from commerce_vm.ledger import ACCOUNT, POOL
+from commerce_vm.ledger import (
+    ACCOUNT,
+    POOL,
+    Checkpoint,
+    Listing,
+    Order,
+    Reputation,
+    Review,
+    load,
+    pack,
+)
 from commerce_vm.proof import key_hash
 from core.address import address_to_text
+from core.encoding import encode
 from tests.vm_helpers import KEYS, Chain, addr, default_params, overlay_with
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -326,9 +337,6 @@ def test_vm_has_no_sources_of_nondeterminism() -> None:
 
 
 def test_every_record_packs_as_the_array_of_its_fields_in_order() -> None:
-    from commerce_vm.ledger import Checkpoint, Listing, Order, Reputation, Review, load, pack
-    from core.encoding import encode
-
     records = [
         Listing(7, b"m" * 20, "mug", 100, 5, 10, 20, "Porto", b"\x01", True, 3, 4, 1),
         Order(9, 7, b"b" * 20, b"m" * 20, 2, 100, 200, 200, 1, 3, 13, 20, 0, "ups", "t1",
