@@ -80,26 +80,55 @@ def ratio(value: float, ceiling: float) -> float:
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """utime + stime of a process so far, in seconds."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / _TICKS  # fields 14 and 15 of stat(5)
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (a node's verify workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields is not None and int(fields[1]) == pid:  # field 4 of stat(5): ppid
+                found.append(int(entry.name))
+    return found
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """utime + stime of a process so far, in seconds, with that of its children: the live
+    ones (a node's verify workers) and those it has waited for."""
+    fields = _stat(pid)
+    if fields is None:
+        return None
+    ticks = sum(int(f) for f in fields[11:15])  # fields 14-17 of stat(5): u/s, cu/cs time
+    for child in children(pid):
+        child_fields = _stat(child)
+        if child_fields is not None:
+            ticks += int(child_fields[11]) + int(child_fields[12])
+    return ticks / _TICKS
 
 
 def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS, VmHWM (peak RSS) and RssAnon in KiB. RssAnon is the process's own memory;
-    the rest of VmRSS is file pages it has mapped (LevelDB maps its tables), which the
-    kernel can drop and reread."""
+    """VmRSS, VmHWM (peak RSS) and RssAnon in KiB, of the process and its live children
+    summed (a node and its verify workers; the peak is the sum of each one's own). RssAnon
+    is the processes' own memory; the rest of VmRSS is file pages they have mapped (LevelDB
+    maps its tables), which the kernel can drop and reread."""
     out: dict[str, int] = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    for i, process in enumerate([pid, *children(pid)]):
+        try:
+            lines = Path(f"/proc/{process}/status").read_text().splitlines()
+        except OSError:
+            if i == 0:
+                return {}
+            continue
+        for line in lines:
             if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:")):
-                out[line.split(":")[0]] = int(line.split()[1])
-    except OSError:
-        pass
+                key = line.split(":")[0]
+                out[key] = out.get(key, 0) + int(line.split()[1])
     return out
 
 

@@ -286,10 +286,14 @@ def verify_tx_signature(tx: Tx) -> bool:
     return tx.sig_valid
 
 
-def validate_tx(raw: bytes, params: GenesisParams) -> Tx:
-    """All stateless checks in order (decode, params rules, signature). Raises VMError."""
+def validate_tx(raw: bytes, params: GenesisParams, signature_verified: bool = False) -> Tx:
+    """All stateless checks in order (decode, params rules, signature). Raises VMError.
+    `signature_verified`: the caller verified the signature of exactly these bytes itself
+    (the node's verify workers), so it is not verified again."""
     tx = decode_tx(raw, params.chain_id, params.max_tx_size)
     check_stateless(tx, params)
+    if signature_verified:
+        tx.sig_valid = True
     if not verify_tx_signature(tx):
         raise E.VMError(E.BAD_SIGNATURE, "signature does not verify")
     return tx

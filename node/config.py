@@ -76,8 +76,25 @@ def _check_value(where: str, section: str, key: str, value: Any, default: Any) -
     return value
 
 
+# Keys that were renamed: a home written before still loads, read under the new name.
+RENAMED_KEYS = {("node", "verify_threads"): "verify_workers"}
+
+
+def _renamed(data: dict[str, Any], where: str) -> dict[str, Any]:
+    data = {section: dict(keys) if isinstance(keys, dict) else keys
+            for section, keys in data.items()}
+    for (section, old), new in RENAMED_KEYS.items():
+        keys = data.get(section)
+        if isinstance(keys, dict) and old in keys:
+            if new in keys:
+                raise ConfigError(f"{where}: [{section}] has both {old!r} and its new name {new!r}")
+            keys[new] = keys.pop(old)
+    return data
+
+
 def config_from_dict(data: dict[str, Any], where: str = "config") -> Config:
     defaults = _defaults()
+    data = _renamed(data, where)
     sections: dict[str, dict[str, Any]] = {}
     for section, keys in data.items():
         if section not in defaults:

@@ -159,14 +159,15 @@ class Mempool:
 
     # --- admission ----------------------------------------------------------------------
 
-    def decode(self, raw: bytes) -> vm.Tx:
-        """Stateless checks (the signature is verified once and cached on the Tx)."""
+    def decode(self, raw: bytes, signature_verified: bool = False) -> vm.Tx:
+        """Stateless checks (the signature is verified once and cached on the Tx; not at all
+        when the caller verified these bytes' signature: see node.verifier)."""
         if len(raw) > self.limits.max_tx_bytes:
             raise MempoolError(vm_errors.TX_TOO_LARGE.code, vm_errors.TX_TOO_LARGE.name,
                                f"tx of {len(raw)} bytes exceeds the mempool limit "
                                f"of {self.limits.max_tx_bytes}")
         try:
-            return vm.validate_tx(raw, self.params)
+            return vm.validate_tx(raw, self.params, signature_verified)
         except vm.VMError as err:
             raise MempoolError.from_vm(err) from None
 

@@ -41,7 +41,7 @@ from node.network import NodeNetworkHandler
 from node.rpc.dispatcher import Dispatcher
 from node.rpc.errors import NODE_NOT_READY, RPCError
 from node.rpc.server import RPCServer
-from node.verifier import TxVerifier, default_workers
+from node.verifier import TxVerifier, default_workers, worker_command
 from storage.chaindb import ChainDB
 from storage.signing_state import SigningStateFile
 from storage.wal import WAL
@@ -147,8 +147,9 @@ class Node:
         self.mempool = Mempool(self.genesis.params, self.db.state, chain.last_height, block_time,
                                MempoolLimits(mp["max_txs"], mp["max_bytes"], mp["max_tx_bytes"],
                                              mp["max_txs_per_sender"], mp["ttl_blocks"]))
-        self.verifier = TxVerifier(self.mempool.decode,
-                                   cfg.get("node", "verify_threads") or default_workers())
+        self.verifier = TxVerifier(
+            self.mempool.decode, cfg.get("node", "verify_workers") or default_workers(),
+            worker_command(self.chain_id, self.genesis.params.max_tx_size))
         self.wal = WAL(self.home.wal_file)
         self.signing_file = SigningStateFile(self.home.signing_state_file)
         stored = self.signing_file.load()
@@ -313,7 +314,7 @@ class Node:
                 future.cancel()
         self.events.waiters.clear()
         if hasattr(self, "verifier"):
-            self.verifier.close()
+            await self.verifier.aclose()
         if hasattr(self, "wal"):
             self.wal.close()
         if self.db is not None:

@@ -41,6 +41,7 @@ def test_defaults_load():
         ({"storage": {"compression": "zstd"}}, "must be one of"),
         ({"p2p": {"seeds": [1]}}, "list of strings"),
         ({"rpc": {"listen": 5}}, "expected str"),
+        ({"node": {"verify_threads": 2, "verify_workers": 1}}, "both 'verify_threads'"),
     ],
 )
 def test_bad_values_are_refused_with_one_line(data, fragment):
@@ -48,6 +49,14 @@ def test_bad_values_are_refused_with_one_line(data, fragment):
         config_from_dict(data)
     assert fragment in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_renamed_key_is_read_under_its_new_name():
+    data = {"node": {"verify_threads": 3}}
+    assert config_from_dict(data).get("node", "verify_workers") == 3
+    assert data == {"node": {"verify_threads": 3}}  # the caller's dict is left as it was
+    with pytest.raises(ConfigError, match="expected an integer"):
+        config_from_dict({"node": {"verify_threads": "3"}})
 
 
 def test_load_config_errors(tmp_path):

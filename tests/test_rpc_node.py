@@ -494,7 +494,9 @@ PER_SENDER_IN_FLIGHT = 6
 async def test_mempool_flood_respects_limits_and_commits_each_tx_once(node_factory):  # noqa: F811
     live = await node_factory(extra_accounts=SENDERS, overrides={
         ("mempool", "max_txs"): MAX_POOL_TXS, ("mempool", "max_bytes"): MAX_POOL_BYTES,
-        ("mempool", "max_txs_per_sender"): 30})
+        ("mempool", "max_txs_per_sender"): 30,
+        # small blocks drain the pool more slowly than the flood fills it
+        ("consensus", "max_block_txs"): 40})
     await live.wait_height(1)
     start_height = live.node.engine.chain.last_height
     sink = address_from_text(live.addr("arbiter"))

@@ -1,8 +1,10 @@
 """Signature checks in the verify pool (node.verifier) never change what is accepted.
 
-- TxVerifier alone: good txs come back decoded and verified; mis-signed or garbage txs are
-  not cached (the loop meets them again and refuses them); the cache is bounded; the
-  urgent lane (a proposal's txs) does not wait behind the regular one.
+- TxVerifier alone: good txs come back decoded and verified (in the worker processes, not
+  again here); mis-signed or garbage txs are not cached (the loop meets them again and
+  refuses them); the cache is bounded; the urgent lane (a proposal's txs) does not wait
+  behind the regular one; a worker that dies, cannot start or answers wrong costs speed
+  only, and a dead one is replaced; the worker's protocol, and its exit at end of input.
 - A JSON-RPC batch of broadcast_tx_sync: every tx is verified in the pool first, the good
   ones are admitted in order, a mis-signed one in the middle is refused with its VM code.
 - A gossiped tx batch: verified in the pool, then admitted; the peer that relayed a
@@ -21,7 +23,7 @@ from core.encoding import encode
 from core.hashing import sha256
 from node.mempool import Mempool
 from node.network import TXS
-from node.verifier import TxVerifier
+from node.verifier import MIN_CHUNK, TxVerifier, worker_command
 from tests.node_fixtures import live_node, node_factory  # noqa: F401
 from tests.test_fuzz_inputs import PEER, FakeNetwork
 from tests.vm_helpers import KEYS, addr, default_params
@@ -33,16 +35,34 @@ def _mis_signed(raw: bytes) -> bytes:
     return raw[:-1] + bytes([raw[-1] ^ 1])
 
 
-async def test_pool_caches_only_txs_that_pass_every_check() -> None:
+def _verifier(params, workers: int = 1, capacity: int = 1000, command=None) -> TxVerifier:
     import commerce_vm as vm
 
-    params = default_params()
     pool = Mempool(params, vm.MemoryState(), 0, 0)
-    good = [vm.sign_tx(KEYS["alice"], params.chain_id, T.TRANSFER, n, FEE, [addr(KEYS["bob"]), 1])
-            for n in range(100)]
+    return TxVerifier(pool.decode, workers,
+                      worker_command(params.chain_id, params.max_tx_size) if command is None
+                      else command, capacity)
+
+
+def _transfers(params, count: int, key: str = "alice") -> list[bytes]:
+    import commerce_vm as vm
+
+    return [vm.sign_tx(KEYS[key], params.chain_id, T.TRANSFER, n, FEE, [addr(KEYS["bob"]), 1])
+            for n in range(count)]
+
+
+async def test_pool_caches_only_txs_that_pass_every_check(monkeypatch) -> None:
+    import commerce_vm as vm
+    from commerce_vm import tx as vm_tx
+
+    params = default_params()
+    good = _transfers(params, 100)
     bad_sig = _mis_signed(good[0])
     other_chain = vm.sign_tx(KEYS["alice"], "other", T.TRANSFER, 0, FEE, [addr(KEYS["bob"]), 1])
-    verifier = TxVerifier(pool.decode, workers=2, capacity=1000)
+    verified_here = []
+    real_verify = vm_tx.verify_raw
+    monkeypatch.setattr(vm_tx, "verify_raw", lambda *a: verified_here.append(a) or real_verify(*a))
+    verifier = _verifier(params, workers=2)
     try:
         await verifier.check_many([*good, bad_sig, b"\x00garbage", other_chain])
         assert verifier.verified == len(good)
@@ -51,48 +71,117 @@ async def test_pool_caches_only_txs_that_pass_every_check() -> None:
             assert tx is not None and tx.raw == raw and tx.sig_valid is True
         for raw in (bad_sig, b"\x00garbage", other_chain):
             assert verifier.get(sha256(raw)) is None
+        assert verified_here == []  # the workers verified; this process did not again
         assert verifier.take(sha256(good[0])) is not None
         assert verifier.take(sha256(good[0])) is None  # taken once
     finally:
-        verifier.close()
+        await verifier.aclose()
 
-    small = TxVerifier(pool.decode, workers=1, capacity=10)
+    small = _verifier(params, capacity=10)
     try:
         await small.check_many(good)
         assert len(small) == 10
         assert small.get(sha256(good[-1])) is not None  # the newest are kept
         assert small.get(sha256(good[0])) is None
     finally:
-        small.close()
+        await small.aclose()
 
 
-async def test_urgent_checks_do_not_wait_behind_a_busy_regular_lane() -> None:
-    """A proposal's unknown txs go to the urgent lane: they are verified while the regular
-    lane is still stuck on a gossip backlog (here, a check that waits for the test)."""
-    import threading
-    from types import SimpleNamespace
+async def test_urgent_chunks_go_before_a_regular_backlog() -> None:
+    """A proposal's unknown txs go to the urgent lane: with the only worker busy on a gossip
+    backlog of many chunks, they are verified after the chunk in flight, not the backlog."""
+    from node.verifier import MAX_CHUNK
 
-    release = threading.Event()
-
-    def check(raw: bytes):
-        if raw.startswith(b"backlog"):
-            release.wait(10)
-        return SimpleNamespace(hash=sha256(raw))
-
-    verifier = TxVerifier(check, workers=1, capacity=1000)
+    params = default_params()
+    backlog_txs = _transfers(params, 8 * MAX_CHUNK)
+    urgent = _transfers(params, 3, key="bob")
+    verifier = _verifier(params, workers=1, capacity=10_000)
     try:
-        backlog = asyncio.ensure_future(verifier.check_many([b"backlog-1"]))
-        await asyncio.sleep(0.05)  # the only regular worker is now busy
-        urgent = [b"proposal-%d" % i for i in range(3)]
-        await asyncio.wait_for(verifier.check_many(urgent, urgent=True), 5)
+        await verifier.check_many(urgent[:1])  # the worker is up
+        backlog = asyncio.ensure_future(verifier.check_many(backlog_txs))
+        await asyncio.sleep(0)  # the first backlog chunk is now in flight
+        await asyncio.wait_for(verifier.check_many(urgent, urgent=True), 30)
         assert all(verifier.get(sha256(r)) is not None for r in urgent)
         assert not backlog.done()
-        release.set()
-        await asyncio.wait_for(backlog, 5)
-        assert verifier.get(sha256(b"backlog-1")) is not None
+        assert verifier.get(sha256(backlog_txs[-1])) is None
+        await asyncio.wait_for(backlog, 60)
+        assert all(verifier.get(sha256(r)) is not None for r in backlog_txs)
     finally:
-        release.set()
-        verifier.close()
+        await verifier.aclose()
+
+
+async def test_a_dead_worker_is_replaced_but_not_in_a_tight_loop(monkeypatch) -> None:
+    import sys
+
+    from node import verifier as verifier_module
+
+    params = default_params()
+    txs = _transfers(params, 2 * MIN_CHUNK)
+    verifier = _verifier(params)
+    try:
+        await verifier.check_many(txs[:MIN_CHUNK])
+        process = verifier._all[0].process
+        process.kill()
+        await process.wait()
+        await asyncio.wait_for(verifier.check_many(txs[MIN_CHUNK:]), 10)
+        assert verifier.verified == 2 * MIN_CHUNK  # a new worker answered
+        assert verifier._all[0].starts == 2
+    finally:
+        await verifier.aclose()
+
+    # a worker that dies at every request is started again at most once per delay
+    monkeypatch.setattr(verifier_module, "RESTART_DELAY_S", 60.0)
+    dying = _verifier(params, command=[sys.executable, "-c", "import sys; sys.stdin.buffer.read(8)"])
+    try:
+        await asyncio.wait_for(dying.check_many(txs), 10)
+        await asyncio.wait_for(dying.check_many(txs), 10)
+        assert dying._all[0].starts == 1 and dying.verified == 0
+    finally:
+        await dying.aclose()
+
+
+async def test_a_worker_that_cannot_start_or_answers_wrong_leaves_txs_to_the_loop() -> None:
+    import sys
+
+    params = default_params()
+    txs = _transfers(params, MIN_CHUNK)
+    for command in (["/nonexistent/python"],
+                    [sys.executable, "-c", "import sys; sys.stdin.buffer.read(8)"],
+                    [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'\\0\\0\\0\\1\\1')"
+                     "; sys.stdout.flush(); sys.stdin.buffer.read()"]):
+        verifier = _verifier(params, command=command)
+        try:
+            await asyncio.wait_for(verifier.check_many(txs), 10)
+            assert verifier.verified == 0 and len(verifier) == 0, command
+        finally:
+            await verifier.aclose()
+
+
+def test_worker_protocol_flags_each_tx_and_stops_at_the_end_of_its_input() -> None:
+    import io
+    import subprocess
+
+    import msgpack
+
+    from node.verify_worker import serve
+
+    params = default_params()
+    good = _transfers(params, 3)
+    raws = [good[0], _mis_signed(good[1]), b"\x00garbage", good[2]]
+
+    def frame(payload: bytes) -> bytes:
+        return len(payload).to_bytes(4, "big") + payload
+
+    source = io.BytesIO(frame(msgpack.packb(raws)) + frame(msgpack.packb("not a list")))
+    sink = io.BytesIO()
+    serve(source, sink, params.chain_id, params.max_tx_size)
+    assert sink.getvalue() == frame(b"\x01\x00\x00\x01") + frame(b"")
+
+    # the real process: answers, then exits when its stdin closes (as when the node dies)
+    worker = subprocess.Popen(worker_command(params.chain_id, params.max_tx_size),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    out, _ = worker.communicate(frame(msgpack.packb(raws)), timeout=30)
+    assert out == frame(b"\x01\x00\x00\x01") and worker.returncode == 0
 
 
 async def test_rpc_batch_is_verified_in_the_pool_and_answered_in_order(live_node) -> None:  # noqa: F811
@@ -216,7 +305,6 @@ async def test_a_proposal_with_unknown_txs_is_fed_after_they_are_verified(live_n
     from types import SimpleNamespace
 
     from consensus.events import ProposalReceived
-    from node.verifier import MIN_CHUNK
 
     live = live_node
     node = live.node
