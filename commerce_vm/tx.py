@@ -28,7 +28,14 @@ from . import txtypes as T
 from .params import GenesisParams
 
 DEFAULT_MAX_TX_SIZE = 64 * 1024  # decode bound before params are known; params tighten it
-_SIG_TAIL = 2 + 64  # a 64-byte bin8 field is c4 40 + 64 bytes, always last in the envelope
+SIGNATURE_TAIL = 2 + 64  # a 64-byte bin8 field is c4 40 + 64 bytes, always last in the envelope
+
+
+def signed_message_of(raw: bytes) -> bytes:
+    """What the sender signed, given a canonical tx envelope: the envelope minus its last
+    field is the signed 6-array, so swap the array header (0x97 -> 0x96) and drop the
+    signature; no re-encoding needed."""
+    return b"\x96" + raw[1:-SIGNATURE_TAIL]
 
 
 # --- bodies: one NamedTuple per type, fields in wire order ------------------------------
@@ -159,9 +166,7 @@ class Tx:
         return T.TYPE_NAMES[self.type]
 
     def signed_message(self) -> bytes:
-        # The canonical envelope minus its last field is the signed 6-array: swap the array
-        # header (0x97 -> 0x96) and drop the signature; no re-encoding needed.
-        return b"\x96" + self.raw[1:-_SIG_TAIL]
+        return signed_message_of(self.raw)
 
 
 def _is_int(value: Any) -> bool:

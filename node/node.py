@@ -149,7 +149,7 @@ class Node:
                                              mp["max_txs_per_sender"], mp["ttl_blocks"]))
         self.verifier = TxVerifier(
             self.mempool.decode, cfg.get("node", "verify_workers") or default_workers(),
-            worker_command(self.chain_id, self.genesis.params.max_tx_size))
+            worker_command(self.genesis.params.max_tx_size))
         self.wal = WAL(self.home.wal_file)
         self.signing_file = SigningStateFile(self.home.signing_state_file)
         stored = self.signing_file.load()

@@ -7,9 +7,9 @@ decodes each flagged tx with the signature marked verified and runs the other st
 checks; the Tx objects wait in a bounded cache keyed by tx hash, where `Node.submit` and
 block execution pick them up instead of verifying again on the loop. A tx that fails
 anything is not cached: the normal path on the loop meets it again and answers with the
-usual error, so the workers never change what is accepted. A worker that dies costs only
-speed: its chunk is left for the loop, and a new worker starts at the next chunk
-(at most once per RESTART_DELAY_S).
+usual error, so the workers never change what is accepted. A worker that dies, answers
+wrong or not within REQUEST_TIMEOUT_S costs only speed: its chunk is left for the loop,
+and a new worker starts at the next chunk (at most once per RESTART_DELAY_S).
 
 Processes rather than threads: pynacl releases the GIL inside a verification, but a thread
 must take it back after every signature, and each hand-off stopped the loop for longer than
@@ -42,6 +42,7 @@ DEFAULT_CAPACITY = 20_000
 MIN_CHUNK = 32  # below this the trip to a worker costs about what the verification saves
 MAX_CHUNK = 256  # ~30 ms of verification: the longest an urgent chunk waits for a worker
 RESTART_DELAY_S = 1.0
+REQUEST_TIMEOUT_S = 10.0  # a chunk takes ~30 ms: a worker this late is stuck (or stopped)
 
 
 def default_workers() -> int:
@@ -51,8 +52,8 @@ def default_workers() -> int:
     return max(1, (cores or 1) - 1)
 
 
-def worker_command(chain_id: str, max_tx_size: int) -> list[str]:
-    return [sys.executable, "-m", "node.verify_worker", chain_id, str(max_tx_size)]
+def worker_command(max_tx_size: int) -> list[str]:
+    return [sys.executable, "-m", "node.verify_worker", str(max_tx_size)]
 
 
 class _Worker:
@@ -78,16 +79,8 @@ class _Worker:
                 self.process = await asyncio.create_subprocess_exec(
                     *self.command, stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE)
-            assert self.process.stdin is not None and self.process.stdout is not None
-            payload = msgpack.packb(list(raws), use_bin_type=True)
-            self.process.stdin.write(len(payload).to_bytes(HEADER, "big") + payload)
-            await self.process.stdin.drain()
-            size = int.from_bytes(await self.process.stdout.readexactly(HEADER), "big")
-            answer = await self.process.stdout.readexactly(size)
-            if len(answer) != len(raws):
-                raise ValueError(f"{len(answer)} flags for {len(raws)} txs")
-            return answer
-        except (OSError, EOFError, ValueError, asyncio.IncompleteReadError) as exc:
+            return await asyncio.wait_for(self._ask(raws), REQUEST_TIMEOUT_S)
+        except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, TimeoutError) as exc:
             log.warning("verify worker failed (%s); its txs are checked on the loop", exc)
             self.failed_at = time.monotonic()
             if self.alive:  # e.g. it answered wrong: it will not be asked again
@@ -97,6 +90,17 @@ class _Worker:
                     pass
             self.process = None  # asyncio reaps it
             return None
+
+    async def _ask(self, raws: Sequence[bytes]) -> bytes:
+        assert self.process is not None
+        assert self.process.stdin is not None and self.process.stdout is not None
+        payload = msgpack.packb(list(raws), use_bin_type=True)
+        self.process.stdin.write(len(payload).to_bytes(HEADER, "big") + payload)
+        await self.process.stdin.drain()
+        size = int.from_bytes(await self.process.stdout.readexactly(HEADER), "big")
+        if size != len(raws):
+            raise ValueError(f"{size} flags for {len(raws)} txs")
+        return await self.process.stdout.readexactly(size)
 
     async def stop(self) -> None:
         """Close its stdin (it exits at the end of its input); kill it if it lingers."""

@@ -3,8 +3,8 @@
 - TxVerifier alone: good txs come back decoded and verified (in the worker processes, not
   again here); mis-signed or garbage txs are not cached (the loop meets them again and
   refuses them); the cache is bounded; the urgent lane (a proposal's txs) does not wait
-  behind the regular one; a worker that dies, cannot start or answers wrong costs speed
-  only, and a dead one is replaced; the worker's protocol, and its exit at end of input.
+  behind the regular one; a worker that dies, cannot start, answers wrong or too late costs
+  speed only, and a dead one is replaced; the worker's protocol, and its exit at end of input.
 - A JSON-RPC batch of broadcast_tx_sync: every tx is verified in the pool first, the good
   ones are admitted in order, a mis-signed one in the middle is refused with its VM code.
 - A gossiped tx batch: verified in the pool, then admitted; the peer that relayed a
@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from functools import cache
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from commerce_vm import errors as E
 from commerce_vm import txtypes as T
@@ -40,7 +44,7 @@ def _verifier(params, workers: int = 1, capacity: int = 1000, command=None) -> T
 
     pool = Mempool(params, vm.MemoryState(), 0, 0)
     return TxVerifier(pool.decode, workers,
-                      worker_command(params.chain_id, params.max_tx_size) if command is None
+                      worker_command(params.max_tx_size) if command is None
                       else command, capacity)
 
 
@@ -140,21 +144,66 @@ async def test_a_dead_worker_is_replaced_but_not_in_a_tight_loop(monkeypatch) ->
         await dying.aclose()
 
 
-async def test_a_worker_that_cannot_start_or_answers_wrong_leaves_txs_to_the_loop() -> None:
+async def test_a_worker_that_cannot_start_or_answers_wrong_or_late_leaves_txs_to_the_loop(
+        monkeypatch) -> None:
     import sys
 
+    from node import verifier as verifier_module
+
+    monkeypatch.setattr(verifier_module, "REQUEST_TIMEOUT_S", 0.5)
     params = default_params()
     txs = _transfers(params, MIN_CHUNK)
     for command in (["/nonexistent/python"],
                     [sys.executable, "-c", "import sys; sys.stdin.buffer.read(8)"],
+                    [sys.executable, "-c", "import sys, time; sys.stdin.buffer.read(8); time.sleep(60)"],
                     [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'\\0\\0\\0\\1\\1')"
                      "; sys.stdout.flush(); sys.stdin.buffer.read()"]):
         verifier = _verifier(params, command=command)
         try:
             await asyncio.wait_for(verifier.check_many(txs), 10)
             assert verifier.verified == 0 and len(verifier) == 0, command
+            assert verifier._all[0].process is None  # killed, if it ran: not asked again
         finally:
             await verifier.aclose()
+
+
+_PARAMS = default_params()
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(which=st.integers(0, 2), edits=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)),
+                                                max_size=3),
+       cut=st.integers(0, 3))
+def test_the_workers_signature_check_agrees_with_the_vms_for_every_tx_it_decodes(
+        which: int, edits: list[tuple[int, int]], cut: int) -> None:
+    """The worker reads only the signer, the signature and what was signed; for every raw
+    that decode_tx accepts (the loop decodes each flagged tx), its verdict must be
+    verify_tx_signature's. Edits: bytes overwritten, the end cut off."""
+    import commerce_vm as vm
+    from node.verify_worker import signature_ok
+
+    raw = bytearray(_signed_examples()[which])
+    for at, value in edits:
+        raw[at % len(raw)] = value
+    raw = bytes(raw[:len(raw) - cut])
+    try:
+        tx = vm.decode_tx(raw, _PARAMS.chain_id, _PARAMS.max_tx_size)
+    except vm.VMError:
+        return
+    assert signature_ok(raw, _PARAMS.max_tx_size) == vm.verify_tx_signature(tx)
+    if not edits and not cut:
+        assert tx.sig_valid is True
+
+
+@cache
+def _signed_examples() -> list[bytes]:
+    import commerce_vm as vm
+
+    chain = _PARAMS.chain_id
+    return [vm.sign_tx(KEYS["alice"], chain, T.TRANSFER, 3, FEE, [addr(KEYS["bob"]), 7]),
+            vm.sign_tx(KEYS["bob"], chain, T.BUY, 0, FEE, [1, 2, 100, None]),
+            vm.sign_tx(KEYS["alice"], chain, T.LIST, 1, FEE,
+                       [0, "lamp", 100, 5, 10, 20, "here", b"\x01"])]
 
 
 def test_worker_protocol_flags_each_tx_and_stops_at_the_end_of_its_input() -> None:
@@ -174,11 +223,11 @@ def test_worker_protocol_flags_each_tx_and_stops_at_the_end_of_its_input() -> No
 
     source = io.BytesIO(frame(msgpack.packb(raws)) + frame(msgpack.packb("not a list")))
     sink = io.BytesIO()
-    serve(source, sink, params.chain_id, params.max_tx_size)
+    serve(source, sink, params.max_tx_size)
     assert sink.getvalue() == frame(b"\x01\x00\x00\x01") + frame(b"")
 
     # the real process: answers, then exits when its stdin closes (as when the node dies)
-    worker = subprocess.Popen(worker_command(params.chain_id, params.max_tx_size),
+    worker = subprocess.Popen(worker_command(params.max_tx_size),
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     out, _ = worker.communicate(frame(msgpack.packb(raws)), timeout=30)
     assert out == frame(b"\x01\x00\x00\x01") and worker.returncode == 0
