@@ -15,7 +15,8 @@ No I/O, no clock, no randomness, no floats.
 
 Signature caching: verify_tx_signature stores its result in `Tx.sig_valid`; execute_block
 only verifies txs whose sig_valid is None, so a node that already verified a tx hash (e.g. in
-its mempool or a thread pool) may set `tx.sig_valid = True` on the decoded Tx it passes in.
+its mempool or its verify workers) may set `tx.sig_valid = True` on the decoded Tx it passes
+in (`validate_tx(..., signature_verified=True)`).
 """
 
 from .apphash import TreeCache, app_hash_of, prove, recompute_app_hash
