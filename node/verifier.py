@@ -124,7 +124,6 @@ class TxVerifier:
     def __init__(self, check: Callable[[bytes, bool], vm.Tx], workers: int,
                  command: Sequence[str] = (), capacity: int = DEFAULT_CAPACITY):
         self._check = check
-        self.workers = workers
         self.capacity = capacity
         self._idle = [_Worker(command) for _ in range(workers)] if command else []
         self._all = list(self._idle)
