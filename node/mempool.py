@@ -23,9 +23,11 @@ import commerce_vm as vm
 from commerce_vm import errors as vm_errors
 from commerce_vm import query as vm_query
 from commerce_vm.reuse import HandlerRecord, Recorder
+from core.recent import RecentSet
 from node.rpc.errors import MEMPOOL_FULL, TX_ALREADY_KNOWN
 
 MAX_PARKED_PER_SENDER = 64
+# Committed hashes refused by a set lookup (late gossip copies): the last 50,000 at least.
 RECENTLY_COMMITTED = 100_000
 FULL_RECHECK_EVERY = 10
 
@@ -86,7 +88,7 @@ class Mempool:
         self._parked: dict[bytes, dict[int, _Entry]] = {}
         self._parked_hashes: set[bytes] = set()
         self._bytes = 0
-        self._recent: OrderedDict[bytes, None] = OrderedDict()
+        self._recent = RecentSet(RECENTLY_COMMITTED)
         self._blocks_since_recheck = 0
         self._reset_check_state(state, height, block_time)
 
@@ -319,9 +321,7 @@ class Mempool:
             entry = self._entries.get(tx_hash)
             if entry is not None:
                 self._remove(entry.tx)
-            self._recent[tx_hash] = None
-        while len(self._recent) > RECENTLY_COMMITTED:
-            self._recent.popitem(last=False)
+            self._recent.add(tx_hash)
         if rebase:
             writes = self._check.writes
             self._reset_check_state(state, height, block_time)

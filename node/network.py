@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from consensus.block import Block
@@ -44,6 +43,7 @@ from core.encoding import decode, encode_trusted
 from core.errors import DecodeError
 from core.hashing import sha256
 from core.keys import DOMAIN_PROPOSAL, signing_payload
+from core.recent import RecentSet
 from node.driver import now_ms
 from node.mempool import MempoolError
 from node.verifier import MIN_CHUNK
@@ -58,11 +58,16 @@ CONSENSUS, TXS, BLOCKSYNC = 1, 2, 3
 # block sync message kinds
 SYNC_STATUS_REQUEST, SYNC_STATUS, SYNC_GET_BLOCK, SYNC_BLOCK, SYNC_NO_BLOCK = 1, 2, 3, 4, 5
 
-SEEN_CACHE = 100_000
-PEER_KNOWN_TXS = 50_000
 TX_BATCH_MAX = 512
 TX_FLUSH_SECONDS = 0.01
 TX_INBOX_BATCHES = 64  # gossiped batches waiting for verification (64 x 512 txs at most)
+# Each RecentSet always holds the last half of its capacity (core.recent).
+# Consensus messages: the last 10,000 are five heights of 1,000 validators voting twice.
+SEEN_CACHE = 20_000
+# What a peer sent us or we sent it, so our flush after admission does not send it back:
+# the last 32,768 cover a full inbox (64 batches of 512); forgetting one costs a redundant
+# send, which the peer drops by hash.
+PEER_KNOWN_TXS = 2 * TX_INBOX_BATCHES * TX_BATCH_MAX
 SYNC_WINDOW = 64  # blocks requested ahead of the one being applied
 SYNC_PER_PEER = 16  # requests in flight per peer
 SYNC_REQUEST_TIMEOUT = 5.0
@@ -75,35 +80,13 @@ PUNISH_BAD_BLOCK = 100
 PUNISH_BROKEN_PROMISE = 10
 
 
-class BoundedSet:
-    """An insertion-ordered set that forgets its oldest members beyond `limit`."""
-
-    __slots__ = ("_items", "limit")
-
-    def __init__(self, limit: int):
-        self._items: OrderedDict[bytes, None] = OrderedDict()
-        self.limit = limit
-
-    def add(self, item: bytes) -> bool:
-        """Add `item`; False if it was already there."""
-        if item in self._items:
-            return False
-        self._items[item] = None
-        if len(self._items) > self.limit:
-            self._items.popitem(last=False)
-        return True
-
-    def __contains__(self, item: bytes) -> bool:
-        return item in self._items
-
-
 class PeerState:
     __slots__ = ("known_txs", "height", "sent_commit_heights", "in_flight")
 
     def __init__(self) -> None:
-        self.known_txs = BoundedSet(PEER_KNOWN_TXS)
+        self.known_txs = RecentSet(PEER_KNOWN_TXS)
         self.height = 0
-        self.sent_commit_heights = BoundedSet(64)
+        self.sent_commit_heights = RecentSet(64)
         self.in_flight: dict[int, float] = {}  # block height -> request time
 
 
@@ -113,7 +96,7 @@ class NodeNetworkHandler:
     def __init__(self, node: Node):
         self.node = node
         self.peers: dict[bytes, PeerState] = {}
-        self.seen = BoundedSet(SEEN_CACHE)
+        self.seen = RecentSet(SEEN_CACHE)
         self._tx_outbox: list[Any] = []
         self._tx_inbox: list[tuple[bytes, list[tuple[bytes, bytes]]]] = []  # peer, (hash, raw)
         self._tx_task: asyncio.Task | None = None

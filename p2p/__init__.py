@@ -4,7 +4,6 @@ from p2p.config import Channel, MessageHandler, NetworkConfig, PeerInfo
 from p2p.errors import FrameError, HandshakeError, P2PError
 from p2p.ids import format_peer_address, node_id_of, parse_peer_address
 from p2p.network import Network
-from p2p.seen import SeenCache
 
 __all__ = [
     "Channel",
@@ -15,7 +14,6 @@ __all__ = [
     "NetworkConfig",
     "P2PError",
     "PeerInfo",
-    "SeenCache",
     "format_peer_address",
     "node_id_of",
     "parse_peer_address",

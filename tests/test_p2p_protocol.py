@@ -12,7 +12,6 @@ from p2p import Channel, node_id_of, parse_peer_address
 from p2p.errors import FrameError, HandshakeError
 from p2p.handshake import MAX_HELLO_BYTES, Handshake, decode_hello
 from p2p.ids import format_peer_address
-from p2p.seen import SeenCache
 from p2p.session import RECORD_HEADER, Inbox, Outbox, SecureSession
 from tests.test_p2p_support import CHAIN, key, pair, run_handshake
 
@@ -290,14 +289,3 @@ def test_peer_addresses_parse_and_refuse_bad_input():
                 pid.hex() + "@:1", pid.hex() + "@h:-1", "a@b@c:1", None]:
         with pytest.raises(ValueError):
             parse_peer_address(bad)
-
-
-def test_seen_cache_is_bounded_and_forgets_the_oldest():
-    seen = SeenCache(3)
-    assert seen.add(b"a") and not seen.add(b"a")
-    for item in (b"b", b"c", b"d"):
-        assert seen.add(item)
-    assert len(seen) == 3 and b"a" not in seen and b"d" in seen
-    assert seen.add(b"a")  # forgotten, so new again
-    with pytest.raises(ValueError):
-        SeenCache(0)
