@@ -36,7 +36,7 @@ def test_stays_within_its_bound_and_still_checks_after_dropping():
     assert not cache.verify(pub, payload, bytes(64))
 
 
-def test_a_full_default_cache_holds_under_ten_megabytes():
+def test_a_full_default_cache_holds_under_four_megabytes():
     """Filled to its bound with vote-sized entries (a 123-byte payload, as signing_payload
     makes for a vote), the default cache stays small: it was 200,000 entries (~70 MB)."""
     cache = SignatureCache()
@@ -44,10 +44,29 @@ def test_a_full_default_cache_holds_under_ten_megabytes():
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for i in range(cache.max_entries):
+        for i in range(cache.max_entries - 1):  # the fullest it gets: one short of a turn
             cache.remember(pub, b"%0123d" % i, b"%064d" % i)
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert len(cache) == MAX_ENTRIES
-    assert held < 10 * 1024 * 1024
+    assert len(cache) == MAX_ENTRIES - 1
+    assert held < 4 * 1024 * 1024
+
+
+def test_the_newest_half_survives_when_the_cache_turns(monkeypatch):
+    """Filling the cache never forgets the last max_entries // 2 signatures it verified:
+    a commit certificate right after the turn is not verified all over again."""
+    cache = SignatureCache(max_entries=8)
+    key = PrivateKey.generate()
+    signed = [_signed(key, i) for i in range(30)]
+
+    def no_verification(*_args):
+        raise AssertionError("a remembered signature was verified again")
+
+    for n, entry in enumerate(signed):
+        assert cache.verify(*entry)
+        assert len(cache) <= 8
+        with monkeypatch.context() as patch:
+            patch.setattr("consensus.sigcache.verify_raw", no_verification)
+            for kept in signed[max(0, n + 1 - 4):n + 1]:
+                assert cache.verify(*kept)
