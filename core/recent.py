@@ -4,8 +4,8 @@ hashes, what a peer is known to have.
 Two generations of at most `capacity // 2` keys each: new keys go into the young one;
 when it is full it becomes the old one and the old one is dropped whole. So at most
 `capacity` keys are held and the last `capacity // 2` added are always among them. Two
-plain sets cost about 40 bytes a key beside the key itself, where an insertion-ordered
-dict that evicts one key at a time cost 105 (CPython 3.11, 100,000 32-byte keys,
+plain sets cost 42-64 bytes a key beside the key itself at the node's sizes, where an
+insertion-ordered dict that evicts one key at a time cost 105-179 (CPython 3.11,
 tracemalloc): these sets hold hundreds of thousands of tx hashes in a node.
 """
 

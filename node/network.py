@@ -65,8 +65,8 @@ TX_INBOX_BATCHES = 64  # gossiped batches waiting for verification (64 x 512 txs
 # Consensus messages: the last 10,000 are five heights of 1,000 validators voting twice.
 SEEN_CACHE = 20_000
 # What a peer sent us or we sent it, so our flush after admission does not send it back:
-# the last 32,768 cover a full inbox (64 batches of 512); forgetting one costs a redundant
-# send, which the peer drops by hash.
+# the last 32,768 at least, about a full inbox (64 batches of 512); forgetting one early
+# costs a redundant send, which the peer drops by hash.
 PEER_KNOWN_TXS = 2 * TX_INBOX_BATCHES * TX_BATCH_MAX
 SYNC_WINDOW = 64  # blocks requested ahead of the one being applied
 SYNC_PER_PEER = 16  # requests in flight per peer

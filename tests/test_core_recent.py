@@ -25,12 +25,22 @@ def test_the_oldest_generation_is_dropped_whole() -> None:
     assert recent.add(b"a")  # forgotten, so new again
 
 
+def test_a_key_in_the_old_generation_is_still_known() -> None:
+    recent = RecentSet(4)
+    recent.add(b"a")
+    recent.add(b"b")  # the turn: a, b are the old generation now
+    assert not recent.add(b"a") and not recent.add(b"b")
+    assert len(recent) == 2
+
+
 @given(st.integers(min_value=2, max_value=64),
        st.lists(st.integers(min_value=0, max_value=200), max_size=400))
 def test_bounded_and_keeps_the_last_half_of_its_capacity(capacity: int, keys: list[int]) -> None:
     recent, distinct = RecentSet(capacity), []
     for key in keys:
-        if recent.add(key):
+        expected_new = key not in recent
+        assert recent.add(key) is expected_new
+        if expected_new:
             distinct.append(key)
         assert len(recent) <= capacity
         # every key among the last capacity // 2 new ones is still remembered
