@@ -159,7 +159,8 @@ class MemoryStore(KVStore):
     a bisect plus a slice. A scan copies its range when it starts, which gives the same
     snapshot semantics as a LevelDB iterator. A snapshot is a copy of the whole store,
     shared by every snapshot taken before the next write (a lock keeps a copy from seeing
-    half a batch); fine for the small stores of tests, not for a real chain.
+    half a batch); fine for the small stores of tests, not for a real chain. A scan takes
+    the same lock, so a batch written on another thread is in it whole or not at all.
     """
 
     def __init__(self) -> None:
@@ -183,16 +184,17 @@ class MemoryStore(KVStore):
         if bounds is None:
             return iter(())
         lo, hi, hi_inclusive = bounds
-        keys = self._keys
-        i = bisect.bisect_left(keys, lo)
-        if hi is None:
-            j = len(keys)
-        elif hi_inclusive:
-            j = bisect.bisect_right(keys, hi)
-        else:
-            j = bisect.bisect_left(keys, hi)
-        data = self._data
-        pairs = [(k, data[k]) for k in keys[i:j]]
+        with self._lock:  # a write on another thread (storage.writebehind) is whole or absent
+            keys = self._keys
+            i = bisect.bisect_left(keys, lo)
+            if hi is None:
+                j = len(keys)
+            elif hi_inclusive:
+                j = bisect.bisect_right(keys, hi)
+            else:
+                j = bisect.bisect_left(keys, hi)
+            data = self._data
+            pairs = [(k, data[k]) for k in keys[i:j]]
         if reverse:
             pairs.reverse()
         return iter(pairs)
