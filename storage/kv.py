@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from storage.errors import StorageError
@@ -104,6 +104,13 @@ class KVStore(ABC):
     @abstractmethod
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         """Apply every op of `batch` atomically. `sync=True` makes it durable on return."""
+
+    def prepare_write(self, batch: WriteBatch, sync: bool = False) -> Callable[[], None]:
+        """`write(batch, sync)` in two halves: what runs here, now, and the callable
+        returned, which does the rest on any thread (storage.writebehind). A backend whose
+        write is mostly native work does its Python part here, so the writer thread needs
+        the GIL for as little as possible."""
+        return lambda: self.write(batch, sync)
 
     @abstractmethod
     def close(self) -> None:

@@ -59,11 +59,14 @@ class WriteBehind(KVStore):
             pending[key] = value
         # Replaced, never mutated: a scan holding the old dict still merges what it saw.
         self._pending, self._pending_keys = pending, None
-        self._in_flight = self._writer.submit(self._write, batch, sync)
+        # The batch's Python work here: a writer thread that held the GIL through
+        # thousands of puts would stall the owner at every switch interval.
+        write = self.store.prepare_write(batch, sync)
+        self._in_flight = self._writer.submit(self._write, write)
         return self._in_flight
 
-    def _write(self, batch: WriteBatch, sync: bool) -> None:
-        self.store.write(batch, sync=sync)
+    def _write(self, write: Callable[[], None]) -> None:
+        write()
         self._after_write()
 
     def wait(self) -> None:

@@ -10,6 +10,7 @@ import time
 
 from commerce_vm import txtypes as T
 from core.address import address_from_text
+from storage.kv import KVStore
 from storage.layout import META_BLOCK_HEIGHT, NS_META, read_u64
 from tests.node_fixtures import node_factory  # noqa: F401
 
@@ -29,6 +30,8 @@ class _SlowWrites:
         self._store.write(batch, sync=sync)
         if height is not None:
             self._log.append(("written", height))
+
+    prepare_write = KVStore.prepare_write  # through `write` above, not the store's own
 
     def __getattr__(self, name):
         return getattr(self._store, name)

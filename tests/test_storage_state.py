@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from storage.chaindb import ChainDB
+from storage.kv import KVStore
 
 state_mod = pytest.importorskip("commerce_vm.state")
 
@@ -47,6 +48,8 @@ class _FailingWrites:
         if self.fail:
             raise OSError("disk full")
         self._store.write(batch, sync=sync)
+
+    prepare_write = KVStore.prepare_write  # through `write` above, not the store's own
 
     def __getattr__(self, name):
         return getattr(self._store, name)

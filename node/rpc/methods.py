@@ -135,7 +135,8 @@ def register_methods(d: Dispatcher, node: Node) -> None:
 
     # --- node -----------------------------------------------------------------------------
 
-    @add("status", "Node identity, latest block and consensus position.")
+    @add("status", "Node identity, the latest block on disk (every read method can answer for "
+         "it) and the consensus position (which may be a height further).")
     def status() -> dict[str, Any]:
         chain = node.engine.chain
         height, round_, phase = node.engine.status
