@@ -10,8 +10,8 @@ The engine returns actions; this driver executes them strictly in order:
   for txs first (blocks keep coming when idle: order deadlines are block heights).
 - ProcessProposal / Commit: the application; their answers are fed back as events. The
   commit's batch is written on a writer thread while the next height starts; the WAL's
-  next height (its entries wait in memory meanwhile) and every signing-state save wait
-  until it is on disk.
+  next height (its entries wait in memory meanwhile), every signing-state save and the
+  next build or execution of a block wait until it is on disk.
 Feeding an event and running its actions is synchronous, so the engine never sees two
 events interleaved.
 """
@@ -63,7 +63,8 @@ class ConsensusDriver:
                  signing_file: SigningStateFile | None, *, max_block_txs: int,
                  max_block_bytes: int, empty_block_interval_ms: int,
                  on_commit: Callable[[CommittedBlock], None],
-                 on_broadcast: Callable[[object], None] = lambda _m: None):
+                 on_broadcast: Callable[[object], None] = lambda _m: None,
+                 on_durable: Callable[[], None] = lambda: None):
         self.engine = engine
         self.app = app
         self.mempool = mempool
@@ -74,6 +75,7 @@ class ConsensusDriver:
         self.empty_block_interval_ms = empty_block_interval_ms
         self.on_commit = on_commit
         self.on_broadcast = on_broadcast
+        self.on_durable = on_durable  # tell clients of every block now on disk
         self._timers: dict[tuple[int, int, int], asyncio.TimerHandle] = {}
         self._pending_build: BuildProposal | None = None
         self._build_soon = False
@@ -228,7 +230,16 @@ class ConsensusDriver:
             self._build_timer = None
         self._build(action)
 
+    def _settle_commit(self) -> None:
+        """Before a long synchronous step (building or executing a block): the last
+        block's write, which has had the commit's tail and the pause after it to land, is
+        waited for, and its clients told now rather than after the step (a lone
+        validator's notifications waited a whole build for the loop otherwise)."""
+        self.app.wait_durable()
+        self.on_durable()
+
     def _build(self, action: BuildProposal) -> None:
+        self._settle_commit()
         candidates = self.mempool.reap(self.max_block_txs, self.max_block_bytes)
         prepared = self.app.prepare_proposal(action.template, candidates,
                                              self.engine.chain.validators.at)
@@ -236,6 +247,7 @@ class ConsensusDriver:
                                 now_ms()))
 
     def _process(self, block: Block) -> None:
+        self._settle_commit()
         result = self.app.process_proposal(block, self.engine.chain.validators.at)
         self.feed(ProposalProcessed(block.height, block.hash, result.valid, result.app_hash,
                                     now_ms()))

@@ -192,6 +192,7 @@ class Node:
             self.engine, self.app, self.mempool, self.wal, self.signing_file,
             max_block_txs=cs["max_block_txs"], max_block_bytes=cs["max_block_bytes"],
             empty_block_interval_ms=cs["empty_block_interval_ms"], on_commit=self._on_commit,
+            on_durable=self._drain_durable,
             on_broadcast=self.net.broadcast_consensus if byzantine_mode == byzantine.NONE
             else byzantine.Byzantine(self, byzantine_mode).broadcast)
         # Bind the listeners before consensus starts: a port already in use is then the
