@@ -5,17 +5,13 @@ process_proposal leaves the BlockExecution in a small cache, and the commit reus
 Within that execution, a tx whose mempool check ran on the same values it meets in the
 block is not run again: its recorded writes are applied (commerce_vm.reuse). The
 commit writes block, certificate, state changes, tx index, tx results and the next
-consensus ChainState in ONE synced batch, so a crash leaves all of it or none of it. The
-batch is written on a writer thread while the next height runs (`CommittedBlock.durable`
-says when it is on disk); the driver waits for it before it signs anything or starts the
-next height's WAL.
+consensus ChainState in ONE synced batch, so a crash leaves all of it or none of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import commerce_vm as vm
@@ -50,13 +46,6 @@ class CommittedBlock:
     certificate: CommitCertificate
     execution: vm.BlockExecution
     txs: list[vm.Tx]
-    # Done once the block's batch is on disk (storage.writebehind): only then may anyone
-    # outside the node's loop hear of it.
-    durable: Future[None] = field(default_factory=lambda: _DONE)
-
-
-_DONE: Future[None] = Future()
-_DONE.set_result(None)
 
 
 def _result_list(r: vm.TxResult) -> list[Any]:
@@ -207,8 +196,7 @@ class CommerceApp:
     def commit(self, block: Block, certificate: CommitCertificate,
                validators_at: Callable[[int], ValidatorSet],
                next_chain_state: Callable[[tuple[ValidatorUpdate, ...]], bytes]) -> CommittedBlock:
-        """Execute (or reuse) a decided block and hand it to the store as one synced batch;
-        its `durable` future is done once the batch is on disk."""
+        """Execute (or reuse) and durably store a decided block in one synced batch."""
         crash_point("app.before_commit")
         try:
             _, execution, txs = self._execute(block, validators_at)
@@ -223,7 +211,7 @@ class CommerceApp:
         result_lists = [_result_list(r) for r in execution.results]
         entries = [TxIndexEntry(tx.hash, i, r.code, tx.type, involved_addresses(tx, r))
                    for i, (tx, r) in enumerate(zip(txs, execution.results, strict=True))]
-        durable = self.db.commit_behind(
+        self.db.commit(
             height=block.height, block_hash=block.hash, block_bytes=block.encode(),
             commit_bytes=certificate.encode(), state_changes=execution.changes,
             app_hash=execution.app_hash, tx_entries=entries,
@@ -232,12 +220,4 @@ class CommerceApp:
                     for tx, r in zip(txs, result_lists, strict=True))],
         )
         self._cache.clear()
-        return CommittedBlock(block, certificate, execution, txs, durable)
-
-    def is_durable(self) -> bool:
-        """Whether every committed block is on disk (or its write failed)."""
-        return self.db.is_durable()
-
-    def wait_durable(self) -> None:
-        """Block until every committed block is on disk (raises if a write failed)."""
-        self.db.wait_durable()
+        return CommittedBlock(block, certificate, execution, txs)

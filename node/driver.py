@@ -8,10 +8,7 @@ The engine returns actions; this driver executes them strictly in order:
 - ScheduleTimeout: an asyncio timer that feeds TimeoutFired back.
 - BuildProposal: txs from the mempool; if it is empty, wait up to empty_block_interval_ms
   for txs first (blocks keep coming when idle: order deadlines are block heights).
-- ProcessProposal / Commit: the application; their answers are fed back as events. The
-  commit's batch is written on a writer thread while the next height starts; the WAL's
-  next height (its entries wait in memory meanwhile), every signing-state save and the
-  next build or execution of a block wait until it is on disk.
+- ProcessProposal / Commit: the application; their answers are fed back as events.
 Feeding an event and running its actions is synchronous, so the engine never sees two
 events interleaved.
 """
@@ -63,8 +60,7 @@ class ConsensusDriver:
                  signing_file: SigningStateFile | None, *, max_block_txs: int,
                  max_block_bytes: int, empty_block_interval_ms: int,
                  on_commit: Callable[[CommittedBlock], None],
-                 on_broadcast: Callable[[object], None] = lambda _m: None,
-                 on_durable: Callable[[], None] = lambda: None):
+                 on_broadcast: Callable[[object], None] = lambda _m: None):
         self.engine = engine
         self.app = app
         self.mempool = mempool
@@ -75,13 +71,11 @@ class ConsensusDriver:
         self.empty_block_interval_ms = empty_block_interval_ms
         self.on_commit = on_commit
         self.on_broadcast = on_broadcast
-        self.on_durable = on_durable  # tell clients of every block now on disk
         self._timers: dict[tuple[int, int, int], asyncio.TimerHandle] = {}
         self._pending_build: BuildProposal | None = None
         self._build_soon = False
         self._build_timer: asyncio.TimerHandle | None = None
         self._wal_height: int | None = None
-        self._wal_waiting: list[bytes] | None = None  # see _append_wal
         self._busy = False
         self._queue: deque[Event] = deque()
         self.stopped = False
@@ -142,12 +136,13 @@ class ConsensusDriver:
 
     def _execute(self, action: Action) -> None:
         if isinstance(action, AppendWAL):
-            self._append_wal(action.height, action.entry)
+            if action.height != self._wal_height:
+                self.wal.start_height(action.height)
+                self._wal_height = action.height
+                crash_point("driver.after_wal_start_height")
+            self.wal.append(action.entry, sync=False)
+            crash_point("driver.after_wal_append")
         elif isinstance(action, PersistSigningState):
-            # Nothing signed may leave for a height whose previous block is not yet on
-            # disk: a crash would restart below the height the signing state has passed.
-            self.app.wait_durable()
-            self._write_waiting_wal()
             self.wal.sync()
             if self.signing_file is not None:
                 s = action.state
@@ -167,33 +162,6 @@ class ConsensusDriver:
         elif isinstance(action, EvidenceFound):
             log.warning("duplicate-vote evidence against validator #%d at height %d",
                         action.evidence.validator_index, action.evidence.height)
-
-    def _append_wal(self, height: int, entry: bytes) -> None:
-        """The WAL holds one height, so the height that decided the last block may be
-        marked over only once that block is on disk (else a crash loses it). Until then
-        the new height's entries wait here: they are unsynced appends either way, made
-        durable by the next sync, which waits for the block first (PersistSigningState)."""
-        if height != self._wal_height:
-            self._wal_height = height
-            self._wal_waiting = []  # any entries of the last height: it is decided
-        if self._wal_waiting is None:
-            self.wal.append(entry, sync=False)
-            crash_point("driver.after_wal_append")
-            return
-        self._wal_waiting.append(entry)
-        if self.app.is_durable():
-            self._write_waiting_wal()
-
-    def _write_waiting_wal(self) -> None:
-        entries, self._wal_waiting = self._wal_waiting, None
-        if entries is None:
-            return
-        assert self._wal_height is not None
-        self.wal.start_height(self._wal_height)
-        crash_point("driver.after_wal_start_height")
-        for entry in entries:
-            self.wal.append(entry, sync=False)
-            crash_point("driver.after_wal_append")
 
     def _schedule(self, action: ScheduleTimeout) -> None:
         key = (action.height, action.round, int(action.step))
@@ -230,16 +198,7 @@ class ConsensusDriver:
             self._build_timer = None
         self._build(action)
 
-    def _settle_commit(self) -> None:
-        """Before a long synchronous step (building or executing a block): the last
-        block's write, which has had the commit's tail and the pause after it to land, is
-        waited for, and its clients told now rather than after the step (a lone
-        validator's notifications waited a whole build for the loop otherwise)."""
-        self.app.wait_durable()
-        self.on_durable()
-
     def _build(self, action: BuildProposal) -> None:
-        self._settle_commit()
         candidates = self.mempool.reap(self.max_block_txs, self.max_block_bytes)
         prepared = self.app.prepare_proposal(action.template, candidates,
                                              self.engine.chain.validators.at)
@@ -247,7 +206,6 @@ class ConsensusDriver:
                                 now_ms()))
 
     def _process(self, block: Block) -> None:
-        self._settle_commit()
         result = self.app.process_proposal(block, self.engine.chain.validators.at)
         self.feed(ProposalProcessed(block.height, block.hash, result.valid, result.app_hash,
                                     now_ms()))

@@ -13,7 +13,6 @@ import asyncio
 import gc
 import logging
 import signal
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,23 +55,12 @@ class TxWaiter:
     tx_hash: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class StoredTip:
-    """The newest block on disk: what `status` reports, so a client told of a height can
-    read it (the node's loop may already be a block further, its batch still in flight)."""
-
-    height: int
-    block_hash: bytes
-    time_ms: int
-    app_hash: bytes | None
-
-
 @dataclass(slots=True)
 class NodeEvents:
     """What the node tells listeners after each commit.
 
     `waiters` are broadcast_tx_commit calls keyed by tx hash. `commit_listeners` are
-    called with every CommittedBlock, in order, once it is on disk
+    called with every CommittedBlock, in order, right after it is durably stored
     (WebSocket subscriptions, metrics); a listener must not block, and one that raises is
     logged and skipped, never allowed to stop consensus.
     """
@@ -129,8 +117,6 @@ class Node:
         self.stopped = asyncio.Event()
         self.stopping = False
         self.last_commit_time_ms = 0
-        self.stored: StoredTip | None = None  # set at start
-        self._writing: deque[CommittedBlock] = deque()  # committed, not yet on disk
         self.network_factory = network_factory
         self.net = NodeNetworkHandler(self)
         # rpc modules add HTTP routes and hooks here (see node.rpc.server.make_app)
@@ -157,9 +143,6 @@ class Node:
         self.app.ensure_genesis()
         chain = self._load_chain_state()
         block_time = chain.last_block_time_ms
-        meta = self.db.state_meta()
-        self.stored = StoredTip(chain.last_height, chain.last_block_hash, block_time,
-                                meta.app_hash if meta else None)
         mp = cfg["mempool"]
         self.mempool = Mempool(self.genesis.params, self.db.state, chain.last_height, block_time,
                                MempoolLimits(mp["max_txs"], mp["max_bytes"], mp["max_tx_bytes"],
@@ -192,7 +175,6 @@ class Node:
             self.engine, self.app, self.mempool, self.wal, self.signing_file,
             max_block_txs=cs["max_block_txs"], max_block_bytes=cs["max_block_bytes"],
             empty_block_interval_ms=cs["empty_block_interval_ms"], on_commit=self._on_commit,
-            on_durable=self._drain_durable,
             on_broadcast=self.net.broadcast_consensus if byzantine_mode == byzantine.NONE
             else byzantine.Byzantine(self, byzantine_mode).broadcast)
         # Bind the listeners before consensus starts: a port already in use is then the
@@ -250,8 +232,6 @@ class Node:
     # --- commit ---------------------------------------------------------------------------
 
     def _on_commit(self, committed: CommittedBlock) -> None:
-        """The block is decided and executed, its batch handed to the writer: the pool and
-        the network move on now; clients hear of it once it is on disk (`_on_durable`)."""
         block = committed.block
         self.last_commit_time_ms = now_ms()
         hashes = [tx.hash for tx in committed.txs]
@@ -260,40 +240,12 @@ class Node:
         self.mempool.update(self.db.state, block.height, block.header.time_ms, hashes,
                             only_txs_changed_state=not execution.events
                             and not execution.validator_updates)
-        self.net.committed(block.height)
-        self._writing.append(committed)
-        loop = asyncio.get_running_loop()
-
-        def written(_future: object) -> None:  # on the writer thread, or here if done
-            try:
-                loop.call_soon_threadsafe(self._drain_durable)
-            except RuntimeError:  # the loop is closed: the node has stopped
-                pass
-
-        committed.durable.add_done_callback(written)
-
-    def _drain_durable(self) -> None:
-        """Announce the blocks now on disk, oldest first; a failed write stops consensus."""
-        while self._writing and self._writing[0].durable.done() and not self.stopping:
-            committed = self._writing.popleft()
-            error = committed.durable.exception()
-            if error is not None:
-                self._writing.clear()
-                log.error("cannot store block %d: %s", committed.block.height, error)
-                self.driver.fault = error
-                self.driver.stop()
-                return
-            self._on_durable(committed)
-
-    def _on_durable(self, committed: CommittedBlock) -> None:
-        block = committed.block
-        self.stored = StoredTip(block.height, block.hash, block.header.time_ms,
-                                committed.execution.app_hash)
         for index, (tx, result) in enumerate(zip(committed.txs, committed.execution.results,
                                                  strict=True)):
             for future in self.events.waiters.pop(tx.hash, []):
                 if not future.done():
                     future.set_result((block.height, index, result))
+        self.net.committed(block.height)
         for listener in list(self.events.commit_listeners):
             try:
                 listener(committed)
@@ -366,10 +318,7 @@ class Node:
         if hasattr(self, "wal"):
             self.wal.close()
         if self.db is not None:
-            try:
-                self.db.close()  # waits for the block in flight
-            except Exception as exc:  # its write failed: consensus stopped on it already
-                log.error("closing the chain database: %s", exc)
+            self.db.close()
             self.db = None
         self.stopped.set()
 

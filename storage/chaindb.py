@@ -2,8 +2,7 @@
 
 The one rule: a committed height is written as ONE synced WriteBatch containing the block,
 its commit certificate, the state changes, the state's (height, app hash), the tx index
-entries and the latest-height record. The write runs on a writer thread while the node
-executes the next block (storage.writebehind); this ChainDB's own reads see it at once. LevelDB applies a batch entirely or not at all, so
+entries and the latest-height record. LevelDB applies a batch entirely or not at all, so
 after a crash at any moment the store holds height h with its state, or height h-1 with
 its state, never a mix. `open` checks that invariant and refuses a store that breaks it.
 """
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from concurrent.futures import Future
 from typing import Any
 
 from storage.blocks import BlockStore, check_height
@@ -21,7 +19,6 @@ from storage.kv import KVSnapshot, KVStore, MemoryStore, WriteBatch
 from storage.layout import NS_META
 from storage.state import STATE_CACHE_BYTES, StateChange, StateMeta, StateStore
 from storage.txindex import TxIndex, TxIndexEntry
-from storage.writebehind import WriteBehind
 
 _RESERVED_META = (b"block_height", b"state")
 
@@ -35,11 +32,11 @@ class ChainDB:
 
     def __init__(self, store: KVStore, state_cache_bytes: int = STATE_CACHE_BYTES,
                  uncached_state_prefixes: tuple[bytes, ...] = ()) -> None:
-        self.store = WriteBehind(store, after_write=lambda: crash_point("chaindb.after_write"))
-        self.blocks = BlockStore(self.store)
-        self.state = StateStore(self.store, cache_bytes=state_cache_bytes,
+        self.store = store
+        self.blocks = BlockStore(store)
+        self.state = StateStore(store, cache_bytes=state_cache_bytes,
                                 uncached_prefixes=uncached_state_prefixes)
-        self.txs = TxIndex(self.store)
+        self.txs = TxIndex(store)
         self._last_height = self._check_consistency()
 
     @classmethod
@@ -92,11 +89,7 @@ class ChainDB:
         self.store.write(batch, sync=sync)
         self.state.forget()
 
-    def commit(self, **height_record: Any) -> None:
-        """`commit_behind`, returning once the batch is durable."""
-        self.commit_behind(**height_record).result()
-
-    def commit_behind(
+    def commit(
         self,
         *,
         height: int,
@@ -108,11 +101,8 @@ class ChainDB:
         tx_entries: Iterable[TxIndexEntry] = (),
         meta: Iterable[tuple[bytes, bytes]] = (),
         sync: bool = True,
-    ) -> Future[None]:
-        """Write everything height `height` changes as one atomic, synced batch, on the
-        writer thread (storage.writebehind). Reads through this ChainDB see the height at
-        once; snapshots, and so other threads, once the returned future is done. The
-        caller must not tell anyone the height is stored before then."""
+    ) -> None:
+        """Write everything height `height` changes as one atomic, synced batch."""
         self._check_next_height(check_height(height))
         batch = WriteBatch()
         changes = state_changes if isinstance(state_changes, list) else list(state_changes)
@@ -123,18 +113,10 @@ class ChainDB:
         for name, value in meta:
             self.put_meta(batch, name, value)
         crash_point("chaindb.before_write")
-        durable = self.store.write_behind(batch, sync=sync)
+        self.store.write(batch, sync=sync)
         self.state.remember(changes)
+        crash_point("chaindb.after_write")
         self._last_height = height
-        return durable
-
-    def is_durable(self) -> bool:
-        """Whether the last commit's write is done (`wait_durable` raises if it failed)."""
-        return self.store.durable.done()
-
-    def wait_durable(self) -> None:
-        """Block until every committed height is on disk (raises a failed write's error)."""
-        self.store.wait()
 
     def _check_next_height(self, height: int) -> None:
         if self._last_height is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Protocol
 
 from storage.errors import StorageError
@@ -105,13 +105,6 @@ class KVStore(ABC):
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
         """Apply every op of `batch` atomically. `sync=True` makes it durable on return."""
 
-    def prepare_write(self, batch: WriteBatch, sync: bool = False) -> Callable[[], None]:
-        """`write(batch, sync)` in two halves: what runs here, now, and the callable
-        returned, which does the rest on any thread (storage.writebehind). A backend whose
-        write is mostly native work does its Python part here, so the writer thread needs
-        the GIL for as little as possible."""
-        return lambda: self.write(batch, sync)
-
     @abstractmethod
     def close(self) -> None:
         """Release the store. Idempotent."""
@@ -166,8 +159,7 @@ class MemoryStore(KVStore):
     a bisect plus a slice. A scan copies its range when it starts, which gives the same
     snapshot semantics as a LevelDB iterator. A snapshot is a copy of the whole store,
     shared by every snapshot taken before the next write (a lock keeps a copy from seeing
-    half a batch); fine for the small stores of tests, not for a real chain. A scan takes
-    the same lock, so a batch written on another thread is in it whole or not at all.
+    half a batch); fine for the small stores of tests, not for a real chain.
     """
 
     def __init__(self) -> None:
@@ -191,17 +183,16 @@ class MemoryStore(KVStore):
         if bounds is None:
             return iter(())
         lo, hi, hi_inclusive = bounds
-        with self._lock:  # a write on another thread (storage.writebehind) is whole or absent
-            keys = self._keys
-            i = bisect.bisect_left(keys, lo)
-            if hi is None:
-                j = len(keys)
-            elif hi_inclusive:
-                j = bisect.bisect_right(keys, hi)
-            else:
-                j = bisect.bisect_left(keys, hi)
-            data = self._data
-            pairs = [(k, data[k]) for k in keys[i:j]]
+        keys = self._keys
+        i = bisect.bisect_left(keys, lo)
+        if hi is None:
+            j = len(keys)
+        elif hi_inclusive:
+            j = bisect.bisect_right(keys, hi)
+        else:
+            j = bisect.bisect_left(keys, hi)
+        data = self._data
+        pairs = [(k, data[k]) for k in keys[i:j]]
         if reverse:
             pairs.reverse()
         return iter(pairs)

@@ -9,7 +9,7 @@ an OS crash or power loss too.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import plyvel
 
@@ -65,11 +65,6 @@ class LevelDBStore(KVStore):
         return _scan(self._db, prefix, start, reverse)
 
     def write(self, batch: WriteBatch, sync: bool = False) -> None:
-        self.prepare_write(batch, sync)()
-
-    def prepare_write(self, batch: WriteBatch, sync: bool = False) -> Callable[[], None]:
-        """The batch copied into LevelDB's own here; what is left is plyvel's write, which
-        runs without the GIL (the log append, the memtable inserts, the fsync)."""
         wb = self._db.write_batch(sync=sync)
         put, delete = wb.put, wb.delete
         for key, value in batch.ops:
@@ -77,7 +72,7 @@ class LevelDBStore(KVStore):
                 delete(key)
             else:
                 put(key, value)
-        return wb.write
+        wb.write()
 
     def snapshot(self) -> KVSnapshot:
         if self._db.closed:

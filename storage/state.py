@@ -39,10 +39,8 @@ class StateStore:
     Point reads go through a bounded cache of committed values (absent keys included):
     every block reads its senders' accounts twice (mempool check, execution) and the app
     hash's buckets and nodes once more, and a LevelDB read costs far more than a dict's.
-    The cache only ever holds what the store's reads return: ChainDB folds a block's
-    changes in once its batch is handed to the store (`remember`), whose reads see a
-    batch from then on, even before the writer thread has written it
-    (storage.writebehind), never before.
+    The cache only ever holds what the store holds: ChainDB folds a block's changes in
+    after its batch is written (`remember`), never before.
 
     The cache has two generations of at most half the bound each: new entries go into the
     young one; when it is full it becomes the old one and the old one is dropped whole, and
@@ -90,7 +88,7 @@ class StateStore:
         return value
 
     def remember(self, changes: Iterable[StateChange]) -> None:
-        """`changes` are now in the store's reads: keep the cache equal to them (and keep them, the
+        """`changes` are now in the store: keep the cache equal to it (and keep them, the
         next block is likely to read what this one wrote)."""
         # A stale copy in the old generation is harmless: reads look in the young one
         # first, and the old one is dropped whole at the next turn.

@@ -135,22 +135,20 @@ def register_methods(d: Dispatcher, node: Node) -> None:
 
     # --- node -----------------------------------------------------------------------------
 
-    @add("status", "Node identity, the latest block on disk (every read method can answer for "
-         "it) and the consensus position (which may be a height further).")
+    @add("status", "Node identity, latest block and consensus position.")
     def status() -> dict[str, Any]:
         chain = node.engine.chain
         height, round_, phase = node.engine.status
         validators = chain.validators.at(chain.next_height)
         index = validators.index_of(node.validator_key.public_key)
-        stored = node.stored  # on disk, so every read method can answer for it
-        assert stored is not None
+        meta = node.db.state_meta() if node.db else None
         return {
             "node_info": {"moniker": node.config.get("node", "moniker"), "chain_id": chain_id,
                           "version": _version()},
-            "sync_info": {"latest_block_height": stored.height,
-                          "latest_block_hash": stored.block_hash.hex(),
-                          "latest_app_hash": stored.app_hash.hex() if stored.app_hash else None,
-                          "latest_block_time_ms": stored.time_ms,
+            "sync_info": {"latest_block_height": chain.last_height,
+                          "latest_block_hash": chain.last_block_hash.hex(),
+                          "latest_app_hash": meta.app_hash.hex() if meta else None,
+                          "latest_block_time_ms": chain.last_block_time_ms,
                           "catching_up": node.net.catching_up,
                           "synced_blocks": node.net.synced_blocks},
             "validator_info": {"address": address_to_text(node.validator_address),
