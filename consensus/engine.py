@@ -144,7 +144,7 @@ class ConsensusEngine:
 
     def replay(self, events: Iterable[Event]) -> list[Action]:
         """Feed WAL entries of the current height after start(). Nothing is re-logged but
-        our own messages signed anew (see `_log_own`); signatures already made are reused,
+        our own messages signed anew (see `_log`); signatures already made are reused,
         conflicting ones refused by the guard."""
         out: list[Action] = []
         self.replaying = True
@@ -220,18 +220,15 @@ class ConsensusEngine:
         elif isinstance(ev, BlockFinalized):
             self._on_finalized(ev)
 
-    def _log(self, ev: Event) -> None:
-        if not self.replaying:
-            self._emit(AppendWAL(self.height, encode_event(ev)))
-
-    def _log_own(self, ev: Event, newly_signed: bool) -> None:
-        """Our own signed messages go to the WAL too: after a restart the guard refuses to
-        sign an earlier step again, and replaying the logged message restores it. So a
-        message signed anew during a replay is logged as well: the WAL does not hold it
-        (else the guard would have returned its stored signature), and a second crash
-        would leave a signing state past it with nothing to restore it from (a lone
-        validator then could not vote at that height again and stalled for good)."""
-        if not self.replaying or newly_signed:
+    def _log(self, ev: Event, *, signed_anew: bool = False) -> None:
+        """Log `ev` unless it is being replayed from the WAL. Our own signed messages go
+        to the WAL too: after a restart the guard refuses to sign an earlier step again,
+        and replaying the logged message restores it. So one a replay signs anew
+        (`signed_anew`) is logged even then: the WAL does not hold it (else the guard would
+        have returned its stored signature), and a second crash would leave a signing
+        state past it with nothing to restore it from (a lone validator then could not
+        vote at that height again and stalled for good)."""
+        if not self.replaying or signed_anew:
             self._emit(AppendWAL(self.height, encode_event(ev)))
 
     def _buffer_future(self, sender: int, ev: Event) -> None:
@@ -401,7 +398,7 @@ class ConsensusEngine:
             return
         timestamp = now_ms if used == sign_bytes else decode(used)[4]
         p = Proposal(self.height, self.round, pol_round, block.hash, timestamp, signature, block)
-        self._log_own(ProposalReceived(p, now_ms), new_state is not None)
+        self._log(ProposalReceived(p, now_ms), signed_anew=new_state is not None)
         if new_state is not None:
             self._emit(PersistSigningState(new_state))
         self._emit(Broadcast(p))
@@ -431,7 +428,7 @@ class ConsensusEngine:
         vote = Vote(vtype, self.height, self.round, block_hash, timestamp, self.my_index,
                     signature, used)
         self.cache.remember(self.signer.public_key, vote.payload(self.chain.chain_id), signature)
-        self._log_own(VoteReceived(vote, now_ms), new_state is not None)
+        self._log(VoteReceived(vote, now_ms), signed_anew=new_state is not None)
         if new_state is not None:
             self._emit(PersistSigningState(new_state))
         self._emit(Broadcast(vote))

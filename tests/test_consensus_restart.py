@@ -129,12 +129,20 @@ def test_wal_entries_roundtrip():
         assert encode_event(decode_event(entry)) == entry
 
 
-def _synced_part(d):
-    """What a crash right after `d`'s last signing-state save leaves: that state, and the WAL
-    entries before it (the driver syncs the WAL before it saves the state)."""
-    last = max(i for i, a in enumerate(d.actions) if isinstance(a, PersistSigningState))
-    entries = [(a.height, a.entry) for a in d.actions[:last] if isinstance(a, AppendWAL)]
-    return entries, d.actions[last].state
+def _crash_at(d, index):
+    """What a crash right after `d`'s action `index`, a signing-state save, leaves: that
+    state, and the WAL entries before it (the driver syncs the WAL before it saves)."""
+    entries = [(a.height, a.entry) for a in d.actions[:index] if isinstance(a, AppendWAL)]
+    return entries, d.actions[index].state
+
+
+def _restart_before_build(vals, wal, signing):
+    """Restart and replay before the build the engine asks for is answered (a real driver
+    waits for txs first), so the replayed ProposalBuilt is what proposes and votes."""
+    d = Driver(vals.engine(0, signing=signing), auto_finalize=False)
+    d.engine.start(d.now)
+    d._run(d.engine.replay([decode_event(e) for h, e in wal if h == 1]))  # noqa: SLF001
+    return d
 
 
 def test_votes_signed_during_a_replay_survive_a_second_crash():
@@ -145,20 +153,14 @@ def test_votes_signed_during_a_replay_survive_a_second_crash():
     first = Driver(vals.engine(0), auto_finalize=False)
     first.start()
     assert first.commits  # alone, it decides at once
-    cut = [type(a) for a in first.actions].index(PersistSigningState)  # the proposal's
-    wal = [(a.height, a.entry) for a in first.actions[:cut] if isinstance(a, AppendWAL)]
-    signing = first.actions[cut].state
+    saves = [i for i, a in enumerate(first.actions) if isinstance(a, PersistSigningState)]
+    wal, signing = _crash_at(first, saves[0])  # the proposal's
     assert signing.hrs()[2] == Step.PROPOSE
-    # The restarts replay before the build they ask for is answered (a real driver waits
-    # for txs first), so the replayed ProposalBuilt is what proposes and votes.
-    again = Driver(vals.engine(0, signing=signing), auto_finalize=False)
-    again.engine.start(again.now)
-    again._run(again.engine.replay([decode_event(e) for h, e in wal if h == 1]))  # noqa: SLF001
+    again = _restart_before_build(vals, wal, signing)
     assert again.commits
-    more, signing = _synced_part(again)
+    saves = [i for i, a in enumerate(again.actions) if isinstance(a, PersistSigningState)]
+    more, signing = _crash_at(again, saves[-1])
     assert signing.hrs()[2] == Step.PRECOMMIT
-    last = Driver(vals.engine(0, signing=signing), auto_finalize=False)
-    last.engine.start(last.now)
-    last._run(last.engine.replay([decode_event(e) for h, e in wal + more if h == 1]))  # noqa: SLF001
+    last = _restart_before_build(vals, wal + more, signing)
     assert last.commits, "the validator could not vote again at its height"
     assert last.commits[0].block.hash == first.commits[0].block.hash
