@@ -1,10 +1,13 @@
 """State layout (keys and records) and typed access over an overlay.
 
-Records are positional lists in the canonical encoding. Secondary indexes are ordinary keys
-(value b"") so they are committed by the app hash like everything else. Integers in keys
-are 8-byte big-endian so byte order is numeric order.
+Records are positional lists in the canonical encoding. Secondary indexes (`lm/`, `ob/`,
+`om/`, `ol/`, `rm/`, `rl/`, value b"") are keys beside the records, written in the same block
+but not committed by the app hash: each is a function of a committed record (an order names
+its buyer, merchant and listing), no handler reads one, and a proof over hashed keys could
+only show one entry, never that a list is complete. Integers in keys are 8-byte big-endian
+so byte order is numeric order.
 
-Key layout (all committed except `~`, the app-hash tree):
+Key layout (all committed except `~`, the app-hash tree, and the secondary indexes):
   a/<addr20>                      Account [balance, nonce]
   l/<id8>                         Listing
   lm/<merchant20><id8>            listings by merchant
@@ -57,6 +60,11 @@ ORDER_SEQ = b"m/order_seq"
 POOL = b"m/pool"
 ESCROW = b"m/escrow"
 PARAMS = b"m/params"
+
+# Not committed by the app hash (see the module's docstring). Each is three bytes long and
+# no committed key starts with one: those start with one letter and "/", or are "v?/".
+INDEX_PREFIXES = (LISTING_BY_MERCHANT, ORDER_BY_BUYER, ORDER_BY_MERCHANT, ORDER_BY_LISTING,
+                  REVIEW_BY_MERCHANT, REVIEW_BY_LISTING)
 
 EXPIRE_SHIP_BY = 1  # PAID order not shipped in time: automatic refund
 EXPIRE_CONFIRM_BY = 2  # SHIPPED order not confirmed or disputed in time: automatic release

@@ -29,15 +29,21 @@ from commerce_vm import (
 )
 from commerce_vm import errors as E
 from commerce_vm import txtypes as T
-from commerce_vm.apphash import update_app_hash
+from commerce_vm.apphash import committed, update_app_hash
 from commerce_vm.ledger import (
     ACCOUNT,
+    INDEX_PREFIXES,
+    ORDER,
+    ORDER_BY_BUYER,
+    ORDER_BY_MERCHANT,
     POOL,
+    REVIEW_BY_LISTING,
     Checkpoint,
     Listing,
     Order,
     Reputation,
     Review,
+    be8,
     load,
     pack,
 )
@@ -123,9 +129,12 @@ def test_empty_state_hash_and_genesis() -> None:
     assert query.params(state) == params.to_dict()
 
 
+_KEYS = (st.binary(min_size=1, max_size=6).filter(lambda k: k[:1] != b"~")
+         | st.builds(bytes.__add__, st.sampled_from(INDEX_PREFIXES), st.binary(max_size=3)))
+
+
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.tuples(st.binary(min_size=1, max_size=6).filter(lambda k: k[:1] != b"~"),
-                                   st.none() | st.binary(max_size=8)), max_size=30),
+@given(st.lists(st.lists(st.tuples(_KEYS, st.none() | st.binary(max_size=8)), max_size=30),
                 min_size=1, max_size=5))
 def test_incremental_hash_equals_from_scratch(batches) -> None:
     state = MemoryState()
@@ -135,7 +144,26 @@ def test_incremental_hash_equals_from_scratch(batches) -> None:
         state.apply(overlay.changes())
         assert root == app_hash_of(state) == recompute_app_hash(state)
         for key, _ in batch[:3]:
-            assert verify_state_proof(root, key, state.get(key), prove(state, key))
+            if committed(key):
+                assert verify_state_proof(root, key, state.get(key), prove(state, key))
+            else:
+                with pytest.raises(ValueError):
+                    prove(state, key)
+
+
+def test_secondary_indexes_are_not_committed_and_records_are() -> None:
+    chain = _story()
+    root = app_hash_of(chain.state)
+    order_key = ORDER_BY_BUYER + addr(KEYS["alice"]) + be8(1)
+    assert chain.state.get(order_key) == b""  # the buy wrote it
+    for key in (order_key, ORDER_BY_MERCHANT + b"\x01" * 28, REVIEW_BY_LISTING + be8(9) * 2):
+        overlay = Overlay(chain.state)
+        overlay.put(key, b"")
+        assert update_app_hash(overlay, list(overlay.writes.items())) == root, key
+    for key in (ORDER + be8(1), b"o/", b"ob", b"vv/" + b"\x00" * 64):  # records, not indexes
+        overlay = Overlay(chain.state)
+        overlay.put(key, b"\x00")
+        assert update_app_hash(overlay, list(overlay.writes.items())) != root, key
 
 
 def test_every_committed_key_changes_the_hash() -> None:

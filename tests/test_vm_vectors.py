@@ -28,6 +28,7 @@ from commerce_vm import (
 )
 from commerce_vm import errors as E
 from commerce_vm import txtypes as T
+from commerce_vm.ledger import INDEX_PREFIXES
 from tests.vectors.generate import run_query
 
 CASES_DIR = Path(__file__).parent / "vectors" / "cases"
@@ -121,3 +122,54 @@ def test_edited_vector_fails(edit: str) -> None:
         data["genesis"]["review_reward"] += 1
     with pytest.raises(AssertionError):
         run_vector(data)
+
+
+def test_no_handler_reads_a_secondary_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app hash leaves the secondary indexes out (ledger.py) because execution never
+    reads them: a read during execution would make an uncommitted key decide a result."""
+    import commerce_vm.state as vm_state
+    import tests.test_vm_vectors as this
+
+    executing = [False]
+    reads: list[bytes] = []
+
+    def index_read(prefix: bytes) -> bool:
+        return executing[0] and any(p.startswith(prefix[:3]) for p in INDEX_PREFIXES)
+
+    def watched(cls: type) -> None:
+        get, iterate = cls.get, cls.iterate
+
+        def watched_get(self: Any, key: bytes) -> bytes | None:
+            if index_read(key) and len(key) >= 3:
+                reads.append(key)
+            return get(self, key)
+
+        def watched_iterate(self: Any, prefix: bytes, *args: Any, **kwargs: Any) -> Any:
+            if index_read(prefix):
+                reads.append(prefix)
+            return iterate(self, prefix, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "get", watched_get)
+        monkeypatch.setattr(cls, "iterate", watched_iterate)
+
+    watched(vm_state.Overlay)
+    watched(vm_state.MemoryState)
+
+    execute = this.execute_block
+
+    def execute_watched(*args: Any, **kwargs: Any) -> Any:
+        executing[0] = True
+        try:
+            return execute(*args, **kwargs)
+        finally:
+            executing[0] = False
+
+    monkeypatch.setattr(this, "execute_block", execute_watched)
+    for data in _all():
+        run_vector(data)
+    assert not reads, f"execution read secondary indexes: {sorted(set(reads))[:5]}"
+    # the watch itself: a read of an index during execution is caught
+    executing[0] = True
+    vm_state.MemoryState().get(INDEX_PREFIXES[0] + b"\x00")
+    executing[0] = False
+    assert reads
