@@ -48,6 +48,7 @@ from consensus.events import (
     TimeoutFired,
     TimeoutStep,
     VoteReceived,
+    coalesce_signing_saves,
     encode_event,
 )
 from consensus.messages import (
@@ -625,4 +626,4 @@ class ConsensusEngine:
 
     def _take(self) -> list[Action]:
         out, self._actions = self._actions, []
-        return out
+        return coalesce_signing_saves(out)

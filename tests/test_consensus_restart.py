@@ -146,17 +146,22 @@ def _restart_before_build(vals, wal, signing):
 
 
 def test_votes_signed_during_a_replay_survive_a_second_crash():
-    """A lone validator crashes after signing its proposal; the restart's replay signs its
-    prevote and precommit anew, and it crashes again before the commit. The second restart
-    must still decide: the guard now refuses both votes, so they must be in the WAL."""
+    """A lone validator is killed after logging its proposal, before its votes and the
+    one save of the height (proposal, prevote and precommit share it); the restart's
+    replay signs the votes anew, and it crashes again after that save, before the commit.
+    The second restart must still decide: the guard now refuses both votes, so they must
+    be in the WAL."""
     vals = Validators(1)
     first = Driver(vals.engine(0), auto_finalize=False)
     first.start()
     assert first.commits  # alone, it decides at once
     saves = [i for i, a in enumerate(first.actions) if isinstance(a, PersistSigningState)]
-    wal, signing = _crash_at(first, saves[0])  # the proposal's
-    assert signing.hrs()[2] == Step.PROPOSE
-    again = _restart_before_build(vals, wal, signing)
+    assert len(saves) == 1
+    logged = [a for a in first.actions if isinstance(a, AppendWAL)]
+    upto = next(i for i, a in enumerate(logged)
+                if isinstance(decode_event(a.entry), ProposalReceived))
+    wal = [(a.height, a.entry) for a in logged[:upto + 1]]  # the page cache kept these
+    again = _restart_before_build(vals, wal, None)
     assert again.commits
     saves = [i for i, a in enumerate(again.actions) if isinstance(a, PersistSigningState)]
     more, signing = _crash_at(again, saves[-1])
