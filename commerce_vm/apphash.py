@@ -1,6 +1,7 @@
 """Incremental app hash over the state (see proof.py for the tree's shape).
 
-It commits to every key but the tree's own and the secondary indexes (`committed`). The
+It commits to every key but the tree's own, the secondary indexes and the expiry index
+(`committed`). The
 tree lives in the state itself under the reserved prefix `~`, which the commitment
 excludes: `~b<bucket:2>` holds a bucket's sorted (key_hash, value_hash) pairs, `~n<level:1>
 <index:2>` the 16 child hashes of an inner node of levels 0-2. Empty buckets and default
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from .ledger import INDEX_PREFIXES
+from .ledger import DERIVED_PREFIXES, EXPIRY, INDEX_PREFIXES
 from .proof import (
     _BUCKET_TAG,
     _KEY_TAG,
@@ -46,12 +47,14 @@ NODE_PREFIX = b"~n"
 
 _INDEXES = frozenset(INDEX_PREFIXES)
 assert all(len(prefix) == 3 for prefix in _INDEXES)  # `committed` looks at three bytes
+assert DERIVED_PREFIXES == (EXPIRY,) and len(EXPIRY) == 2  # and at two for this one
 
 
 def committed(key: bytes) -> bool:
-    """Whether the app hash commits to `key`: not the tree's own records, and not the
-    secondary indexes, which are derived from committed records (see ledger.py)."""
-    return key[:1] != RESERVED_PREFIX and key[:3] not in _INDEXES
+    """Whether the app hash commits to `key`: not the tree's own records, not the
+    secondary indexes and not the expiry index, which are functions of committed records
+    (see ledger.py)."""
+    return key[:1] != RESERVED_PREFIX and key[:3] not in _INDEXES and key[:2] != EXPIRY
 
 
 def bucket_key(index: int) -> bytes:
@@ -153,7 +156,7 @@ def update_app_hash(state: Overlay, writes: Iterable[tuple[bytes, bytes | None]]
     by_bucket: dict[int, list[tuple[bytes, bytes | None]]] = {}
     key_hasher, value_hasher, indexes = _KEY_HASHER.copy, _VALUE_HASHER.copy, _INDEXES
     for key, value in writes:
-        if key[:1] == RESERVED_PREFIX or key[:3] in indexes:  # `committed`, inlined
+        if key[:1] == RESERVED_PREFIX or key[:3] in indexes or key[:2] == EXPIRY:  # `committed`
             continue
         h = key_hasher()
         h.update(key)

@@ -4,10 +4,13 @@ Records are positional lists in the canonical encoding. Secondary indexes (`lm/`
 `om/`, `ol/`, `rm/`, `rl/`, value b"") are keys beside the records, written in the same block
 but not committed by the app hash: each is a function of a committed record (an order names
 its buyer, merchant and listing), no handler reads one, and a proof over hashed keys could
-only show one entry, never that a list is complete. Integers in keys are 8-byte big-endian
-so byte order is numeric order.
+only show one entry, never that a list is complete. The expiry index (`x/`) is left out
+too, though `end_block` reads it: it is a function of the committed orders (each PAID
+order has its ship_by entry, each SHIPPED order its confirm_by entry, no other order one;
+`expiry.expected_expiry_index`), so committing the orders commits it. Integers in keys are
+8-byte big-endian so byte order is numeric order.
 
-Key layout (all committed except `~`, the app-hash tree, and the secondary indexes):
+Key layout (all committed except `~`, the app-hash tree, the secondary indexes and `x/`):
   a/<addr20>                      Account [balance, nonce]
   l/<id8>                         Listing
   lm/<merchant20><id8>            listings by merchant
@@ -65,6 +68,9 @@ PARAMS = b"m/params"
 # no committed key starts with one: those start with one letter and "/", or are "v?/".
 INDEX_PREFIXES = (LISTING_BY_MERCHANT, ORDER_BY_BUYER, ORDER_BY_MERCHANT, ORDER_BY_LISTING,
                   REVIEW_BY_MERCHANT, REVIEW_BY_LISTING)
+# Not committed either, but read by end_block (see the module's docstring). No other key
+# starts with "x".
+DERIVED_PREFIXES = (EXPIRY,)
 
 EXPIRE_SHIP_BY = 1  # PAID order not shipped in time: automatic refund
 EXPIRE_CONFIRM_BY = 2  # SHIPPED order not confirmed or disputed in time: automatic release

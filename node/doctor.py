@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import commerce_vm as vm
+from commerce_vm.expiry import expected_expiry_index
+from commerce_vm.ledger import EXPIRY
 from consensus.block import Block
 from consensus.chain import BlockLimits, ChainState, validate_block
 from consensus.errors import ConsensusError
@@ -324,6 +326,18 @@ def _check_state(db: ChainDB, app_hash: bytes, report: Report) -> None:
     if recomputed != app_hash:
         report.problem(f"state: recomputing the app hash from every stored value gives "
                        f"{recomputed.hex()[:16]}, not {app_hash.hex()[:16]}")
+    # the app hash leaves the expiry index out because it is a function of the orders:
+    # a store where it is not would expire orders differently from the network
+    stored = dict(db.state.iterate(EXPIRY))
+    try:
+        expected = expected_expiry_index(db.state)
+    except (ValueError, TypeError) as exc:  # a malformed order record
+        report.problem(f"state: an order record does not decode: {exc}")
+        return
+    if stored != expected:
+        wrong = sorted(set(stored.items()) ^ set(expected.items()))
+        report.problem(f"state: the expiry index disagrees with the orders (differences: "
+                       f"{len(wrong)}, the first at key {wrong[0][0].hex()})")
 
 
 def _check_files(home: Home, report: Report) -> None:

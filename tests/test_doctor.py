@@ -110,6 +110,11 @@ def _tamper_state_value(store, batch) -> None:
     batch.put(key, value + b"\x00")
 
 
+def _drop_expiry(store, batch) -> None:
+    key, _ = next(store.iterate(NS_STATE + b"x/"))  # the buy's ship_by entry
+    batch.delete(key)
+
+
 def _drop_results(store, batch) -> None:
     from core.hashing import sha256
 
@@ -142,6 +147,7 @@ def _swap_blocks(store, batch) -> None:
 @pytest.mark.parametrize(("damage", "needle"), [
     (_drop_block, "block 2: missing"),
     (_tamper_state_value, "recomputing the app hash"),
+    (_drop_expiry, "the expiry index disagrees with the orders (differences: 1,"),
     (_drop_results, "no tx record (result)"),
     (_misindex_tx, "is indexed at"),
     (_bad_commit_signature, "block 3: commit certificate"),

@@ -32,6 +32,7 @@ from commerce_vm import txtypes as T
 from commerce_vm.apphash import committed, update_app_hash
 from commerce_vm.ledger import (
     ACCOUNT,
+    EXPIRY,
     INDEX_PREFIXES,
     ORDER,
     ORDER_BY_BUYER,
@@ -130,7 +131,8 @@ def test_empty_state_hash_and_genesis() -> None:
 
 
 _KEYS = (st.binary(min_size=1, max_size=6).filter(lambda k: k[:1] != b"~")
-         | st.builds(bytes.__add__, st.sampled_from(INDEX_PREFIXES), st.binary(max_size=3)))
+         | st.builds(bytes.__add__, st.sampled_from(INDEX_PREFIXES + (EXPIRY,)),
+                     st.binary(max_size=3)))
 
 
 @settings(max_examples=40, deadline=None)
@@ -156,11 +158,12 @@ def test_secondary_indexes_are_not_committed_and_records_are() -> None:
     root = app_hash_of(chain.state)
     order_key = ORDER_BY_BUYER + addr(KEYS["alice"]) + be8(1)
     assert chain.state.get(order_key) == b""  # the buy wrote it
-    for key in (order_key, ORDER_BY_MERCHANT + b"\x01" * 28, REVIEW_BY_LISTING + be8(9) * 2):
+    for key in (order_key, ORDER_BY_MERCHANT + b"\x01" * 28, REVIEW_BY_LISTING + be8(9) * 2,
+                EXPIRY + be8(7) + be8(1)):
         overlay = Overlay(chain.state)
         overlay.put(key, b"")
         assert update_app_hash(overlay, list(overlay.writes.items())) == root, key
-    for key in (ORDER + be8(1), b"o/", b"ob", b"vv/" + b"\x00" * 64):  # records, not indexes
+    for key in (ORDER + be8(1), b"o/", b"ob", b"x", b"vv/" + b"\x00" * 64):  # records
         overlay = Overlay(chain.state)
         overlay.put(key, b"\x00")
         assert update_app_hash(overlay, list(overlay.writes.items())) != root, key

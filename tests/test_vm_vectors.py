@@ -29,7 +29,8 @@ from commerce_vm import (
 )
 from commerce_vm import errors as E
 from commerce_vm import txtypes as T
-from commerce_vm.ledger import INDEX_PREFIXES
+from commerce_vm.expiry import expected_expiry_index
+from commerce_vm.ledger import EXPIRY, INDEX_PREFIXES
 from tests.vectors.generate import run_query
 
 CASES_DIR = Path(__file__).parent / "vectors" / "cases"
@@ -71,6 +72,8 @@ def run_vector(data: dict[str, Any]) -> None:
         state.apply(result.changes)
         assert result.app_hash.hex() == block["app_hash"], f"block {number} app hash"
         assert app_hash_of(state) == result.app_hash
+        assert dict(state.iterate(EXPIRY)) == expected_expiry_index(state), \
+            f"block {number}: the expiry index is not a function of the orders"
         check_facts(number)
     assert app_hash_of(state).hex() == data["expect"]["app_hash"]
     assert recompute_app_hash(state) == app_hash_of(state), "incremental != from scratch"
