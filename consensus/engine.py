@@ -48,7 +48,6 @@ from consensus.events import (
     TimeoutFired,
     TimeoutStep,
     VoteReceived,
-    coalesce_signing_saves,
     encode_event,
 )
 from consensus.messages import (
@@ -626,4 +625,4 @@ class ConsensusEngine:
 
     def _take(self) -> list[Action]:
         out, self._actions = self._actions, []
-        return coalesce_signing_saves(out)
+        return out

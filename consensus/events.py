@@ -167,49 +167,6 @@ class EvidenceFound:
 Action = (AppendWAL | PersistSigningState | Broadcast | ScheduleTimeout | BuildProposal
           | ProcessProposal | Commit | EvidenceFound)
 
-# Actions that may share one signing-state save: nothing in a run of them acts on the
-# application or waits for an answer, so moving its broadcasts behind its last save
-# changes only when messages leave, never what the node decides.
-_SAVE_RUN = (AppendWAL, PersistSigningState, Broadcast, ScheduleTimeout)
-
-
-def coalesce_signing_saves(actions: list[Action]) -> list[Action]:
-    """Keep one PersistSigningState per run of `_SAVE_RUN` actions: the last, with the
-    run's earlier broadcasts moved right behind it (a lone validator signs its proposal,
-    prevote and precommit in one event: one fsynced save and WAL sync instead of three).
-
-    Safe because the guard's state only rises: the last save refuses everything the
-    earlier ones would have, every moved message still leaves only after a state at or
-    above its own (height, round, step) is on disk, and the run's WAL entries before it
-    are synced by it. A crash before the save loses only messages that never left."""
-    if sum(type(a) is PersistSigningState for a in actions) < 2:
-        return actions
-    out: list[Action] = []
-    run: list[Action] = []
-    for action in actions:
-        if isinstance(action, _SAVE_RUN):
-            run.append(action)
-        else:
-            _flush_run(run, out)
-            run = []
-            out.append(action)
-    _flush_run(run, out)
-    return out
-
-
-def _flush_run(run: list[Action], out: list[Action]) -> None:
-    saves = [i for i, a in enumerate(run) if type(a) is PersistSigningState]
-    if len(saves) < 2:
-        out.extend(run)
-        return
-    last = saves[-1]
-    head = run[:last]
-    out.extend(a for a in head if type(a) is not Broadcast and type(a) is not PersistSigningState)
-    out.append(run[last])
-    out.extend(a for a in head if type(a) is Broadcast)
-    out.extend(run[last + 1:])
-
-
 # --- WAL encoding ----------------------------------------------------------------------
 
 _KIND = {ProposalReceived: 1, VoteReceived: 2, CommitReceived: 3, TimeoutFired: 4,

@@ -13,21 +13,15 @@ from consensus.chain import validate_block  # noqa: E402
 from consensus.engine import Phase  # noqa: E402
 from consensus.errors import BlockError  # noqa: E402
 from consensus.events import (  # noqa: E402
-    AppendWAL,
-    Broadcast,
     Commit,
-    PersistSigningState,
-    ProcessProposal,
     ProposalReceived,
     ScheduleTimeout,
     TimeoutFired,
     TimeoutStep,
     VoteReceived,
-    coalesce_signing_saves,
 )
 from consensus.kvapp import KVApp  # noqa: E402
-from consensus.messages import Proposal, Step, Vote, VoteType, verify_commit, verify_evidence  # noqa: E402,E501
-from consensus.signing import SigningState  # noqa: E402
+from consensus.messages import VoteType, verify_commit, verify_evidence  # noqa: E402
 from consensus.validators import Validator, ValidatorSet  # noqa: E402
 from core.keys import PrivateKey  # noqa: E402
 from tests.sim.harness import CHAIN_ID, Driver, Validators, build_block  # noqa: E402
@@ -317,35 +311,3 @@ def test_a_certified_block_decides_at_once_even_during_the_commit_pause():
     follower.feed(CommitReceived(second.block, second.certificate, NOW))
     assert [c.block.hash for c in follower.commits] == [first.block.hash, second.block.hash]
     assert follower.engine.height == 3
-
-
-def test_a_lone_validator_saves_its_signing_state_once_a_height():
-    """It signs its proposal, prevote and precommit in one event: one fsynced save (the
-    precommit's, which refuses the other two steps as well) before any of them leaves,
-    after every WAL entry of the height, instead of three."""
-    d = Driver(Validators(1).engine(0), auto_finalize=False)
-    d.start()
-    assert d.commits
-    kinds = [type(a) for a in d.actions]
-    saves = [a.state.hrs() for a in d.actions if isinstance(a, PersistSigningState)]
-    assert saves == [(1, 0, Step.PRECOMMIT)]
-    save_at = kinds.index(PersistSigningState)
-    assert max(i for i, k in enumerate(kinds) if k is AppendWAL) < save_at
-    assert save_at < kinds.index(Broadcast)
-    assert [type(m) for m in d.sent] == [Proposal, Vote, Vote]  # the order they were signed
-
-
-def test_signing_saves_are_shared_only_within_a_run_of_io_actions():
-    p1, p2, p3 = (PersistSigningState(SigningState(1, 0, step)) for step in Step)
-    m1, m2, m3 = Broadcast("proposal"), Broadcast("prevote"), Broadcast("precommit")
-    w1, w2 = AppendWAL(1, b"a"), AppendWAL(1, b"b")
-    timer = ScheduleTimeout(1, 0, TimeoutStep.PREVOTE, 10)
-    app = ProcessProposal(1, 0, None)  # waits for the application: ends a run
-    assert coalesce_signing_saves([w1, p1, m1, w2, timer, p2, m2]) == [
-        w1, w2, timer, p2, m1, m2]
-    split = [w1, p1, m1, app, w2, p2, m2]
-    assert coalesce_signing_saves(split) == split
-    assert coalesce_signing_saves([p1, m1, app, p2, m2, w2, p3, m3]) == [
-        p1, m1, app, w2, p3, m2, m3]
-    one = [w1, p1, m1, m2]
-    assert coalesce_signing_saves(one) is one

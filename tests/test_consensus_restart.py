@@ -11,10 +11,12 @@ ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from consensus.engine import EngineConfig  # noqa: E402
 from consensus.errors import SigningRefused  # noqa: E402
 from consensus.events import (  # noqa: E402
     AppendWAL,
     Broadcast,
+    CommitReceived,
     PersistSigningState,
     ProposalReceived,
     TimeoutFired,
@@ -23,7 +25,7 @@ from consensus.events import (  # noqa: E402
     decode_event,
     encode_event,
 )
-from consensus.messages import Step, Vote, VoteType, vote_sign_bytes  # noqa: E402
+from consensus.messages import Proposal, Step, Vote, VoteType, make_commit, vote_sign_bytes  # noqa: E402,E501
 from consensus.signing import SigningGuard, SigningState  # noqa: E402
 from core.keys import PrivateKey  # noqa: E402
 from tests.sim.harness import CHAIN_ID, Driver, Validators, build_block  # noqa: E402
@@ -146,22 +148,17 @@ def _restart_before_build(vals, wal, signing):
 
 
 def test_votes_signed_during_a_replay_survive_a_second_crash():
-    """A lone validator is killed after logging its proposal, before its votes and the
-    one save of the height (proposal, prevote and precommit share it); the restart's
-    replay signs the votes anew, and it crashes again after that save, before the commit.
-    The second restart must still decide: the guard now refuses both votes, so they must
-    be in the WAL."""
+    """A lone validator crashes after signing its proposal; the restart's replay signs its
+    prevote and precommit anew, and it crashes again before the commit. The second restart
+    must still decide: the guard now refuses both votes, so they must be in the WAL."""
     vals = Validators(1)
     first = Driver(vals.engine(0), auto_finalize=False)
     first.start()
     assert first.commits  # alone, it decides at once
     saves = [i for i, a in enumerate(first.actions) if isinstance(a, PersistSigningState)]
-    assert len(saves) == 1
-    logged = [a for a in first.actions if isinstance(a, AppendWAL)]
-    upto = next(i for i, a in enumerate(logged)
-                if isinstance(decode_event(a.entry), ProposalReceived))
-    wal = [(a.height, a.entry) for a in logged[:upto + 1]]  # the page cache kept these
-    again = _restart_before_build(vals, wal, None)
+    wal, signing = _crash_at(first, saves[0])  # the proposal's
+    assert signing.hrs()[2] == Step.PROPOSE
+    again = _restart_before_build(vals, wal, signing)
     assert again.commits
     saves = [i for i, a in enumerate(again.actions) if isinstance(a, PersistSigningState)]
     more, signing = _crash_at(again, saves[-1])
@@ -169,3 +166,47 @@ def test_votes_signed_during_a_replay_survive_a_second_crash():
     last = _restart_before_build(vals, wal + more, signing)
     assert last.commits, "the validator could not vote again at its height"
     assert last.commits[0].block.hash == first.commits[0].block.hash
+
+
+def test_a_proposer_killed_between_its_wal_appends_and_a_save_never_equivocates():
+    """A kill -9 keeps the WAL appends (they are in the page cache) but loses a signing-state
+    save that had not run. The proposer's replayed build then makes another block: a
+    precommit that came in late extended its last commit in memory only. At every such
+    crash point nothing it sends, before the crash and after the restart, may hold two
+    prevotes or two proposals for one round, nor evidence against itself. (One save shared
+    by the proposal and the prevote, tried once, left both in the WAL above the saved
+    state, and the replay re-sent the old prevote beside the new one.)"""
+    config = EngineConfig(gossip_interval_ms=0, timeout_commit_ms=200)
+    vals = Validators(4)
+    first = build_block(vals, 0)
+    proposer = vals.proposer(2, 0, None)
+    late = next(i for i in range(4) if i != proposer)
+    cert = make_commit([vals.vote(i, VoteType.PRECOMMIT, 1, 0, first.hash)
+                        for i in range(4) if i != late])
+    d = Driver(vals.engine(proposer, config=config))
+    d.start()
+    d.feed(CommitReceived(first, cert, NOW))
+    stored_chain = d.engine.chain  # what the commit of height 1 wrote
+    d.feed(VoteReceived(vals.vote(late, VoteType.PRECOMMIT, 1, 0, first.hash), NOW))
+    start = len(d.actions)
+    d.feed(TimeoutFired(2, 0, TimeoutStep.COMMIT, NOW + 1))  # builds, proposes, prevotes
+    height2 = d.actions[start:]
+    saves = [i for i, a in enumerate(height2) if isinstance(a, PersistSigningState)]
+    assert saves
+    for at in saves:
+        wal = [decode_event(a.entry) for a in height2[:at]
+               if isinstance(a, AppendWAL) and a.height == 2]
+        saved = [a.state for a in height2[:at] if isinstance(a, PersistSigningState)]
+        r = Driver(vals.engine(proposer, chain=stored_chain, config=config,
+                               signing=saved[-1] if saved else None), auto_finalize=False)
+        r.engine.start(r.now)
+        r._run(r.engine.replay(wal))  # noqa: SLF001
+        r.engine.config = EngineConfig(gossip_interval_ms=2000, timeout_commit_ms=200)
+        r.feed(TimeoutFired(2, 0, TimeoutStep.GOSSIP, NOW + 5))  # re-sends its own messages
+        sent = [a.message for a in height2[:at] if isinstance(a, Broadcast)] + r.sent
+        prevotes = {(m.round, m.block_hash) for m in sent
+                    if isinstance(m, Vote) and m.type == VoteType.PREVOTE and m.height == 2}
+        proposals = {(m.round, m.block_hash) for m in sent
+                     if isinstance(m, Proposal) and m.height == 2}
+        assert len(prevotes) <= 1 and len(proposals) <= 1, f"crash before action {at}"
+        assert not r.evidence, f"crash before action {at}: evidence against itself"
