@@ -115,6 +115,13 @@ def _drop_expiry(store, batch) -> None:
     batch.delete(key)
 
 
+def _bad_order(store, batch) -> None:
+    key, value = next(store.iterate(NS_STATE + b"o/"))
+    fields = decode(value, 1 << 20)
+    fields[10] = "soon"  # ship_by, which the expiry check turns into a key
+    batch.put(key, encode(fields))
+
+
 def _drop_results(store, batch) -> None:
     from core.hashing import sha256
 
@@ -148,6 +155,7 @@ def _swap_blocks(store, batch) -> None:
     (_drop_block, "block 2: missing"),
     (_tamper_state_value, "recomputing the app hash"),
     (_drop_expiry, "the expiry index disagrees with the orders (differences: 1,"),
+    (_bad_order, "state: an order record does not decode ("),
     (_drop_results, "no tx record (result)"),
     (_misindex_tx, "is indexed at"),
     (_bad_commit_signature, "block 3: commit certificate"),
