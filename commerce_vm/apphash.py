@@ -1,11 +1,10 @@
 """Incremental app hash over the state (see proof.py for the tree's shape).
 
 It commits to every key but the tree's own, the secondary indexes and the expiry index
-(`committed`). The
-tree lives in the state itself under the reserved prefix `~`, which the commitment
-excludes: `~b<bucket:2>` holds a bucket's sorted (key_hash, value_hash) pairs, `~n<level:1>
-<index:2>` the 16 child hashes of an inner node of levels 0-2. Empty buckets and default
-nodes are not stored. The 4,096 level-3 nodes are not stored either: each is the 16 hashes
+(`committed`). The tree lives in the state itself under the reserved prefix `~`, which the
+commitment excludes: `~b<bucket:2>` holds a bucket's sorted (key_hash, value_hash) pairs,
+`~n<level:1><index:2>` the 16 child hashes of an inner node of levels 0-2. Empty buckets
+and default nodes are not stored. The 4,096 level-3 nodes are not stored either: each is the 16 hashes
 of its buckets, so a proof reads those 16 buckets and a load hashes every bucket. That
 keeps about 1.5 MB (a 512-byte record per touched bucket's parent) out of a large block's
 batch. A block rehashes only the buckets it touched and their paths to the root.

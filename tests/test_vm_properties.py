@@ -2,7 +2,8 @@
 
 After every block: total supply is conserved (no issuance after genesis), the escrow total
 equals the escrow of open orders, no balance or inventory is negative, every review belongs
-to a COMPLETED/RESOLVED order by its buyer, and the incremental app hash equals a
+to a COMPLETED/RESOLVED order by its buyer, the expiry index (which the app hash leaves out)
+is the function of the orders it must be, and the incremental app hash equals a
 from-scratch recomputation. Replaying the same blocks from genesis gives the same app hash.
 """
 
@@ -20,9 +21,11 @@ from commerce_vm import (
     recompute_app_hash,
 )
 from commerce_vm import txtypes as T
+from commerce_vm.expiry import expected_expiry_index
 from commerce_vm.ledger import (
     ACCOUNT,
     ESCROW,
+    EXPIRY,
     LISTING,
     ORDER,
     REVIEW,
@@ -154,6 +157,7 @@ def check_invariants(chain: Chain, supply: int) -> None:
         assert key == REVIEW + be8(order.id)
         assert order.status in T.CLOSED_FOR_REVIEW and order.reviewed
         assert review.buyer == order.buyer
+    assert dict(state.iterate(EXPIRY)) == expected_expiry_index(state), "expiry index"
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
