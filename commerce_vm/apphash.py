@@ -4,8 +4,9 @@ It commits to every key but the tree's own, the secondary indexes and the expiry
 (`committed`). The tree lives in the state itself under the reserved prefix `~`, which the
 commitment excludes: `~b<bucket:2>` holds a bucket's sorted (key_hash, value_hash) pairs,
 `~n<level:1><index:2>` the 16 child hashes of an inner node of levels 0-2. Empty buckets
-and default nodes are not stored. The 4,096 level-3 nodes are not stored either: each is the 16 hashes
-of its buckets, so a proof reads those 16 buckets and a load hashes every bucket. That
+and default nodes are not stored. The 4,096 level-3 nodes are not stored either: each is
+the 16 hashes of its buckets, so a proof reads those 16 buckets and a load hashes every
+bucket. That
 keeps about 1.5 MB (a 512-byte record per touched bucket's parent) out of a large block's
 batch. A block rehashes only the buckets it touched and their paths to the root.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from .ledger import DERIVED_PREFIXES, EXPIRY, INDEX_PREFIXES
+from .ledger import EXPIRY, INDEX_PREFIXES
 from .proof import (
     _BUCKET_TAG,
     _KEY_TAG,
@@ -46,7 +47,7 @@ NODE_PREFIX = b"~n"
 
 _INDEXES = frozenset(INDEX_PREFIXES)
 assert all(len(prefix) == 3 for prefix in _INDEXES)  # `committed` looks at three bytes
-assert DERIVED_PREFIXES == (EXPIRY,) and len(EXPIRY) == 2  # and at two for this one
+assert len(EXPIRY) == 2  # and at two for the expiry index
 
 
 def committed(key: bytes) -> bool:

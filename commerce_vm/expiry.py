@@ -10,8 +10,6 @@ leaves the status the deadline guards, so every due key is live, and the index i
 
 from __future__ import annotations
 
-from core.encoding import encode_trusted
-
 from . import txtypes as T
 from .commerce import refund_to_buyer, release_to_merchant
 from .context import BlockContext, Event
@@ -22,7 +20,8 @@ from .ledger import (
     ORDER,
     Ledger,
     Order,
-    be8,
+    expiry_key,
+    expiry_value,
     load,
     unpack,
 )
@@ -58,7 +57,7 @@ def expected_expiry_index(state: StateReader) -> dict[bytes, bytes]:
     for _, value in state.iterate(ORDER):
         order = load(Order, value)
         if order.status == T.PAID:
-            entries[EXPIRY + be8(order.ship_by) + be8(order.id)] = encode_trusted([EXPIRE_SHIP_BY])
+            entries[expiry_key(order.ship_by, order.id)] = expiry_value(EXPIRE_SHIP_BY)
         elif order.status == T.SHIPPED:
-            entries[EXPIRY + be8(order.confirm_by) + be8(order.id)] = encode_trusted([EXPIRE_CONFIRM_BY])
+            entries[expiry_key(order.confirm_by, order.id)] = expiry_value(EXPIRE_CONFIRM_BY)
     return entries

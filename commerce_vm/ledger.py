@@ -68,9 +68,10 @@ PARAMS = b"m/params"
 # no committed key starts with one: those start with one letter and "/", or are "v?/".
 INDEX_PREFIXES = (LISTING_BY_MERCHANT, ORDER_BY_BUYER, ORDER_BY_MERCHANT, ORDER_BY_LISTING,
                   REVIEW_BY_MERCHANT, REVIEW_BY_LISTING)
-# Not committed either, but read by end_block (see the module's docstring). No other key
-# starts with "x".
-DERIVED_PREFIXES = (EXPIRY,)
+# Everything the app hash leaves out but the tree's own records: the indexes above and the
+# expiry index, which end_block reads (see the module's docstring). No other key starts
+# with "x".
+UNCOMMITTED_PREFIXES = INDEX_PREFIXES + (EXPIRY,)
 
 EXPIRE_SHIP_BY = 1  # PAID order not shipped in time: automatic refund
 EXPIRE_CONFIRM_BY = 2  # SHIPPED order not confirmed or disputed in time: automatic release
@@ -78,6 +79,14 @@ EXPIRE_CONFIRM_BY = 2  # SHIPPED order not confirmed or disputed in time: automa
 
 def be8(n: int) -> bytes:
     return n.to_bytes(8, "big")
+
+
+def expiry_key(height: int, order_id: int) -> bytes:
+    return EXPIRY + be8(height) + be8(order_id)
+
+
+def expiry_value(kind: int) -> bytes:
+    return encode_trusted([kind])
 
 
 def be4(n: int) -> bytes:
@@ -268,10 +277,10 @@ class Ledger:
         order.checkpoints += 1
 
     def add_expiry(self, height: int, order_id: int, kind: int) -> None:
-        self.state.put(EXPIRY + be8(height) + be8(order_id), encode_trusted([kind]))
+        self.state.put(expiry_key(height, order_id), expiry_value(kind))
 
     def remove_expiry(self, height: int, order_id: int) -> None:
-        self.state.delete(EXPIRY + be8(height) + be8(order_id))
+        self.state.delete(expiry_key(height, order_id))
 
     def reputation(self, merchant: bytes) -> Reputation:
         value = self.state.get(REPUTATION + merchant)

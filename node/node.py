@@ -20,7 +20,7 @@ from typing import Any
 
 import commerce_vm as vm
 from commerce_vm.apphash import NODE_PREFIX as APP_HASH_NODE_PREFIX
-from commerce_vm.ledger import DERIVED_PREFIXES, INDEX_PREFIXES
+from commerce_vm.ledger import UNCOMMITTED_PREFIXES
 from commerce_vm.reuse import HandlerRecord
 from consensus.chain import BlockLimits, ChainState
 from consensus.engine import ConsensusEngine, EngineConfig
@@ -139,8 +139,8 @@ class Node:
                                # execution never gets an index key (it scans x/), so
                                # caching the ones each buy writes would only crowd out
                                # the buckets and accounts it does read
-                               uncached_state_prefixes=(APP_HASH_NODE_PREFIX, *INDEX_PREFIXES,
-                                                        *DERIVED_PREFIXES),
+                               uncached_state_prefixes=(APP_HASH_NODE_PREFIX,
+                                                        *UNCOMMITTED_PREFIXES),
                                **(leveldb_options(cfg)
                                   if cfg.get("storage", "backend") == "leveldb" else {}))
         self.app = CommerceApp(self.db, self.genesis, known_tx=self.known_tx,

@@ -25,7 +25,14 @@ from consensus.events import (  # noqa: E402
     decode_event,
     encode_event,
 )
-from consensus.messages import Proposal, Step, Vote, VoteType, make_commit, vote_sign_bytes  # noqa: E402,E501
+from consensus.messages import (  # noqa: E402
+    Proposal,
+    Step,
+    Vote,
+    VoteType,
+    make_commit,
+    vote_sign_bytes,
+)
 from consensus.signing import SigningGuard, SigningState  # noqa: E402
 from core.keys import PrivateKey  # noqa: E402
 from tests.sim.harness import CHAIN_ID, Driver, Validators, build_block  # noqa: E402

@@ -33,12 +33,12 @@ from commerce_vm.apphash import committed, update_app_hash
 from commerce_vm.ledger import (
     ACCOUNT,
     EXPIRY,
-    INDEX_PREFIXES,
     ORDER,
     ORDER_BY_BUYER,
     ORDER_BY_MERCHANT,
     POOL,
     REVIEW_BY_LISTING,
+    UNCOMMITTED_PREFIXES,
     Checkpoint,
     Listing,
     Order,
@@ -131,7 +131,7 @@ def test_empty_state_hash_and_genesis() -> None:
 
 
 _KEYS = (st.binary(min_size=1, max_size=6).filter(lambda k: k[:1] != b"~")
-         | st.builds(bytes.__add__, st.sampled_from(INDEX_PREFIXES + (EXPIRY,)),
+         | st.builds(bytes.__add__, st.sampled_from(UNCOMMITTED_PREFIXES),
                      st.binary(max_size=3)))
 
 
