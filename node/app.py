@@ -99,6 +99,7 @@ class CommerceApp:
         self.check_record = check_record  # mempool lookup: reuse still-valid check runs
         self.reused_runs = 0  # handler runs taken from check records (metrics, tests)
         self._cache: dict[bytes, tuple[vm.BlockExecution, list[vm.Tx]]] = {}
+        self._block_keys: dict[bytes, bytes] = {}  # block hash -> its key in _cache
         self.trees = vm.TreeCache()  # app-hash trees of the committed state and proposals
 
     # --- setup ---------------------------------------------------------------------------
@@ -153,6 +154,8 @@ class CommerceApp:
     def _remember(self, key: bytes, execution: vm.BlockExecution, txs: list[vm.Tx]) -> None:
         if len(self._cache) >= MAX_CACHED_EXECUTIONS:
             self._cache.pop(next(iter(self._cache)))
+        if len(self._block_keys) >= MAX_CACHED_EXECUTIONS:
+            self._block_keys.pop(next(iter(self._block_keys)))
         self._cache[key] = (execution, txs)
 
     def prepare_proposal(self, template: Block, candidates: Sequence[vm.Tx],
@@ -171,6 +174,13 @@ class CommerceApp:
 
     def _execute(self, block: Block, validators_at: Callable[[int], ValidatorSet]
                  ) -> tuple[bytes, vm.BlockExecution, list[vm.Tx]]:
+        # A validator's commit meets the block its process_proposal executed: found by the
+        # header hash, it is neither decoded nor hashed again (the engine checks that the
+        # header's txs_root and evidence_hash match the body before either call).
+        key = self._block_keys.get(block.hash)
+        cached = None if key is None else self._cache.get(key)
+        if cached is not None:
+            return key, cached[0], cached[1]
         txs = [self._decode(raw) for raw in block.txs]
         ctx = self._context(block, validators_at)
         key = self._key(ctx.height, ctx.time, ctx.proposer, [t.hash for t in txs],
@@ -183,6 +193,7 @@ class CommerceApp:
                                      run=replaying, trees=self.trees)
         self.reused_runs += replaying.reused
         self._remember(key, execution, txs)
+        self._block_keys[block.hash] = key
         return key, execution, txs
 
     def process_proposal(self, block: Block,
@@ -220,4 +231,5 @@ class CommerceApp:
                     for tx, r in zip(txs, result_lists, strict=True))],
         )
         self._cache.clear()
+        self._block_keys.clear()
         return CommittedBlock(block, certificate, execution, txs)
