@@ -80,10 +80,18 @@ class Block:
     txs: tuple[bytes, ...]
     evidence: tuple[DuplicateVoteEvidence, ...]
     last_commit: CommitCertificate | None
+    _tx_hashes: tuple[bytes, ...] | None = field(default=None, compare=False, repr=False)
 
     @property
     def hash(self) -> bytes:
         return self.header.hash
+
+    def tx_hashes(self) -> tuple[bytes, ...]:
+        """SHA-256 of each tx, computed once: a node looks a proposal's txs up by hash
+        when it arrives and again when it executes the block."""
+        if self._tx_hashes is None:
+            object.__setattr__(self, "_tx_hashes", tuple(map(sha256, self.txs)))
+        return self._tx_hashes  # type: ignore[return-value]
 
     @property
     def height(self) -> int:

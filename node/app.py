@@ -129,8 +129,8 @@ class CommerceApp:
 
     # --- execution -------------------------------------------------------------------------
 
-    def _decode(self, raw: bytes) -> vm.Tx:
-        known = self.known_tx(sha256(raw))
+    def _decode(self, raw: bytes, tx_hash: bytes) -> vm.Tx:
+        known = self.known_tx(tx_hash)
         return known if known is not None else vm.decode_tx(raw, self.params.chain_id,
                                                            self.params.max_tx_size)
 
@@ -181,7 +181,8 @@ class CommerceApp:
         cached = None if key is None else self._cache.get(key)
         if cached is not None:
             return key, cached[0], cached[1]
-        txs = [self._decode(raw) for raw in block.txs]
+        txs = [self._decode(raw, tx_hash)
+               for raw, tx_hash in zip(block.txs, block.tx_hashes(), strict=True)]
         ctx = self._context(block, validators_at)
         key = self._key(ctx.height, ctx.time, ctx.proposer, [t.hash for t in txs],
                         [e.hash() for e in block.evidence])

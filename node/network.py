@@ -207,7 +207,9 @@ class NodeNetworkHandler:
         the proposal when they are done (votes that arrive meanwhile go ahead: the engine
         takes a round's messages in any order). False: nothing to verify, feed it now."""
         known = self.node.known_tx
-        unknown = [raw for raw in event.proposal.block.txs if known(sha256(raw)) is None]
+        block = event.proposal.block
+        unknown = [raw for raw, tx_hash in zip(block.txs, block.tx_hashes(), strict=True)
+                   if known(tx_hash) is None]
         if len(unknown) < MIN_CHUNK:
             return False
 

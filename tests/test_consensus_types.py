@@ -166,6 +166,17 @@ def test_messages_roundtrip_and_garbage_is_a_typed_error():
             decode_message(junk)
 
 
+def test_a_blocks_tx_hashes_are_those_of_its_txs_and_not_part_of_its_identity():
+    from core.hashing import sha256
+
+    vals = Validators(4)
+    block = build_block(vals, txs=[b"set:a=1", b"set:b=2"])
+    assert block.tx_hashes() == (sha256(b"set:a=1"), sha256(b"set:b=2"))
+    assert block.tx_hashes() is block.tx_hashes()  # computed once
+    got = decode_message(encode_message(vals.proposal(block, 0))).block
+    assert got == block and got.tx_hashes() == block.tx_hashes()
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_decoding_random_bytes_never_crashes(data):

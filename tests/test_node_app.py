@@ -53,9 +53,9 @@ def _count_decodes(app: CommerceApp) -> list[bytes]:
     seen: list[bytes] = []
     decode = app._decode
 
-    def counting(raw: bytes) -> vm.Tx:
+    def counting(raw: bytes, tx_hash: bytes) -> vm.Tx:
         seen.append(raw)
-        return decode(raw)
+        return decode(raw, tx_hash)
 
     app._decode = counting  # type: ignore[method-assign]
     return seen

@@ -372,7 +372,9 @@ async def test_a_proposal_with_unknown_txs_is_fed_after_they_are_verified(live_n
 
     node.driver.feed = recording_feed
     try:
-        event = ProposalReceived(SimpleNamespace(block=SimpleNamespace(txs=tuple(raws))), 0)
+        hashes = tuple(sha256(r) for r in raws)
+        block = SimpleNamespace(txs=tuple(raws), tx_hashes=lambda: hashes)
+        event = ProposalReceived(SimpleNamespace(block=block), 0)
         assert node.net._verify_first(event)
         assert fed == []  # not fed before the pool is done
         for _ in range(200):
