@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from storage.blocks import check_height
 from storage.errors import StoreCorruptionError
@@ -37,9 +38,9 @@ MAX_TYPE_NAME = 64
 Cursor = tuple[int, int]  # (height, index) of the next tx a page should return
 
 
-@dataclass(frozen=True, slots=True)
-class TxIndexEntry:
-    """What the index records about one included tx."""
+class TxIndexEntry(NamedTuple):
+    """What the index records about one included tx (a NamedTuple: a block makes thousands,
+    and one is made in less than half the time of a frozen dataclass)."""
 
     tx_hash: bytes
     index: int  # position in the block
