@@ -447,3 +447,67 @@ def test_a_record_replayed_at_another_height_runs_for_real_in_a_block():
     assert order.created_height == chain.height + 1 == admitted_at + 2
     assert order.ship_by == chain.height + 1 + chain.params.default_ship_within
 
+
+
+def relay(pool: Mempool, raw: bytes):
+    return pool.add(pool.decode(raw), relayed=True)
+
+
+def test_a_relayed_tx_is_checked_by_fee_and_nonce_only_and_its_handler_runs_in_the_block():
+    chain = Chain()
+    chain.block([chain.tx("merchant", T.LIST, [0, "mug", 100, 1, 0, 0, "here", b""])])
+    pool = make(chain)
+    submit(pool, chain.tx("alice", T.BUY, [1, 1, 100, None]))
+    second_buy = chain.tx("bob", T.BUY, [1, 1, 100, None])
+    with pytest.raises(MempoolError) as info:  # from a client: refused at the door
+        submit(pool, second_buy)
+    assert info.value.code == E.INSUFFICIENT_INVENTORY.code
+    # relayed (its origin saw it first): admitted, with no record of a handler run
+    bob_buy = decode_tx(second_buy, chain.params.chain_id)
+    assert [t.hash for t in relay(pool, second_buy)] == [bob_buy.hash]
+    assert bob_buy.hash in pool and pool.record(bob_buy.hash) is None
+    # the fee and nonce part still decides
+    with pytest.raises(MempoolError) as info:
+        relay(pool, chain.tx("carol", T.TRANSFER, [addr(KEYS["dave"]), 1], fee=1))
+    assert info.value.code == E.FEE_TOO_LOW.code
+    stale = chain.tx("alice", T.TRANSFER, [addr(KEYS["dave"]), 1], nonce=0)
+    with pytest.raises(MempoolError) as info:
+        relay(pool, stale)
+    assert info.value.code == E.BAD_NONCE.code
+    # the block runs the handler: the second buy of the only unit fails there, fee charged
+    before = chain.balance("bob")
+    block = chain.block([t.raw for t in pool.reap(10, 10**6)])
+    assert [r.code for r in block.results] == [E.OK, E.INSUFFICIENT_INVENTORY.code]
+    assert chain.balance("bob") == before - bob_buy.fee
+
+
+def test_a_block_holding_a_relayed_tx_is_re_checked_not_rebased():
+    """The check state holds only the fee of a relayed tx; the block holds its whole effect.
+    Rebasing would keep the pool's account values over the block's: alice's balance would
+    still count the 100 she sent."""
+    chain = Chain()
+    pool = make(chain)
+    sent = transfer(chain, amount=100)
+    relay(pool, sent)
+    submit(pool, transfer(chain, amount=5))
+    calls = _count_executions(pool)
+    chain.block([sent])
+    pool.update(chain.state, chain.height, 0, [decode_tx(sent, chain.params.chain_id).hash],
+                only_txs_changed_state=True)
+    assert calls[0] == 1  # the tx left was checked again
+    fee = chain.params.min_fees[T.TRANSFER]
+    alice = vm_query.account(pool._check, addr(KEYS["alice"]))
+    assert alice["balance"] == chain.balance("alice") - 5 - fee
+    assert alice["nonce"] == 2
+
+
+def test_a_parked_relayed_tx_stays_relayed_when_its_gap_fills():
+    chain = Chain()
+    pool = make(chain)
+    first, second = transfer(chain), transfer(chain)
+    assert relay(pool, second) == []  # parked: nonce 1 while 0 is next
+    submit(pool, first)
+    second_hash = decode_tx(second, chain.params.chain_id).hash
+    assert second_hash in pool and not pool.is_parked(second_hash)
+    assert pool.record(second_hash) is None
+    assert pool.record(decode_tx(first, chain.params.chain_id).hash) is not None
