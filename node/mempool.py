@@ -4,10 +4,7 @@ Like CometBFT's check state, the pool keeps an Overlay of the last committed sta
 every pooled tx applied in arrival order, so a tx is checked against what its sender's
 earlier txs will have done (a `confirm` after its `buy`, a nonce after the previous one).
 A tx whose execution would fail is refused at the door with the VM's code: a buyer hears
-"insufficient_inventory" at submission, not from a failed tx in a block. That whole check
-runs on the node a client submits to; a tx that comes by gossip is checked by its fee and
-nonce only (its origin ran the rest, and the block runs its handler anyway), which spares
-every other node a handler run at admission and at each re-check.
+"insufficient_inventory" at submission, not from a failed tx in a block.
 
 A tx whose nonce is ahead of the sender's next nonce is parked (bounded) until the gap
 fills, so clients may submit a sender's txs over several connections. After each commit
@@ -63,14 +60,6 @@ class _Entry:
     tx: vm.Tx
     added_height: int
     record: HandlerRecord | None = None  # its check run, for block execution to reuse
-    relayed: bool = False  # came by gossip: its fee and nonce checked, not its handler
-
-
-def _fee_and_nonce_only(block: vm.Overlay, params: vm.GenesisParams, ctx: vm.BlockContext,
-                        tx: vm.Tx) -> vm.TxResult:
-    """The handler runner of a relayed tx's check: the fee and nonce part has run (and
-    succeeded); the handler is left to the block."""
-    return vm.TxResult(tx.hash, vm_errors.OK, "ok", "", True, tx.fee, tx.type, [])
 
 
 _ABSENT = object()
@@ -184,22 +173,16 @@ class Mempool:
         except vm.VMError as err:
             raise MempoolError.from_vm(err) from None
 
-    def add(self, tx: vm.Tx, *, relayed: bool = False) -> list[vm.Tx]:
+    def add(self, tx: vm.Tx) -> list[vm.Tx]:
         """Admit a stateless-valid tx. Returns the txs that entered the pool (the tx itself,
-        plus parked txs of its sender that it unblocked); [] when the tx was parked.
-
-        A `relayed` tx (gossip: its origin's pool ran its whole check) is checked by its
-        fee and nonce only: its handler runs in the block. Its business effects (the
-        transfer's amount, the buy's stock and escrow) are then missing from this pool's
-        check state, so a tx that depends on them may be refused here until they commit, and
-        one that conflicts with them admitted here and included as failed."""
+        plus parked txs of its sender that it unblocked); [] when the tx was parked."""
         self.refuse_known(tx.hash)
         self._check_room(tx)
         expected = vm_query.nonce(self._check, tx.sender_address)
         if tx.nonce > expected:
-            self._park(tx, expected, relayed)
+            self._park(tx, expected)
             return []
-        self._admit(tx, relayed)
+        self._admit(tx)
         added = [tx]
         added += self._promote(tx.sender_address)
         return added
@@ -216,32 +199,25 @@ class Mempool:
                                f"sender already has {self.limits.max_txs_per_sender} txs waiting")
 
     def _try(self, tx: vm.Tx, previous: HandlerRecord | None = None, *,
-             at_any_height: bool = False,
-             relayed: bool = False) -> tuple[vm.TxResult, HandlerRecord | None]:
+             at_any_height: bool = False) -> tuple[vm.TxResult, HandlerRecord | None]:
         """Run `tx` on the check state; keep its writes only if it succeeds. A child overlay
         means a failing tx costs one execution, never a rebuild of the whole check state.
         `previous`: the record of an earlier check of `tx`, replayed where it still holds
         (commerce_vm.reuse: the same result and writes as running it again), at any
-        height if `at_any_height` (the light re-check, see `update`). A `relayed` tx runs
-        its fee and nonce part only (see `add`) and keeps no record."""
+        height if `at_any_height` (the light re-check, see `update`)."""
         child = vm.Overlay(self._check)
-        if relayed:
-            result = vm.apply_tx(child, self.params, self._ctx, tx, _fee_and_nonce_only)
-            record = None
-        else:
-            recorder = Recorder(previous, at_any_height=at_any_height)
-            result = vm.apply_tx(child, self.params, self._ctx, tx, recorder)
-            record = recorder.record
+        recorder = Recorder(previous, at_any_height=at_any_height)
+        result = vm.apply_tx(child, self.params, self._ctx, tx, recorder)
         if result.code == vm_errors.OK:
             child.commit_into_parent()
-        return result, record
+        return result, recorder.record
 
-    def _admit(self, tx: vm.Tx, relayed: bool = False) -> None:
-        result, record = self._try(tx, relayed=relayed)
+    def _admit(self, tx: vm.Tx) -> None:
+        result, record = self._try(tx)
         if result.code != vm_errors.OK:
             # Included-as-failed would charge a fee for nothing: refuse it at the door.
             raise MempoolError(result.code, result.name, result.message)
-        self._count_in(_Entry(tx, self._height, record, relayed))
+        self._count_in(_Entry(tx, self._height, record))
 
     def _count_in(self, entry: _Entry) -> None:
         tx = entry.tx
@@ -249,7 +225,7 @@ class Mempool:
         self._per_sender[tx.sender_address] = self._per_sender.get(tx.sender_address, 0) + 1
         self._bytes += len(tx.raw)
 
-    def _park(self, tx: vm.Tx, expected: int, relayed: bool) -> None:
+    def _park(self, tx: vm.Tx, expected: int) -> None:
         parked = self._parked.setdefault(tx.sender_address, {})
         if tx.nonce in parked or len(parked) >= MAX_PARKED_PER_SENDER or \
                 tx.nonce - expected > MAX_PARKED_PER_SENDER:
@@ -258,7 +234,7 @@ class Mempool:
             err = vm_errors.BAD_NONCE
             raise MempoolError(err.code, err.name,
                                f"nonce {tx.nonce} is too far ahead of the next nonce {expected}")
-        parked[tx.nonce] = _Entry(tx, self._height, relayed=relayed)
+        parked[tx.nonce] = _Entry(tx, self._height)
         self._parked_hashes.add(tx.hash)
 
     def _promote(self, sender: bytes) -> list[vm.Tx]:
@@ -276,7 +252,7 @@ class Mempool:
                 break
             self._parked_hashes.discard(entry.tx.hash)
             try:
-                self._admit(entry.tx, entry.relayed)
+                self._admit(entry.tx)
             except MempoolError:
                 break  # no longer valid on the new state: dropped
             promoted.append(entry.tx)
@@ -355,18 +331,14 @@ class Mempool:
         return self._recheck(at_any_height=not exact_due)
 
     def _is_pool_prefix(self, committed: list[bytes]) -> bool:
-        """Whether the block ran exactly the pool's first txs, in the pool's order, none of
-        them relayed. Only then does the check state hold what the block did: run in
-        another order, txs that draw
+        """Whether the block ran exactly the pool's first txs, in the pool's order. Only then
+        does the check state hold what the block did: run in another order, txs that draw
         from a counter (order and listing ids) or share state get other results, and a
         check state built in the pool's order would refuse, say, the merchant's ship of an
         order the block numbered differently."""
         if len(committed) > len(self._entries):
             return False
-        # A relayed tx left its handler's writes out of the check state, which the block
-        # made: only a re-check brings them in.
-        return all(h == pooled and not entry.relayed for h, (pooled, entry)
-                   in zip(committed, self._entries.items(), strict=False))
+        return all(h == pooled for h, pooled in zip(committed, self._entries, strict=False))
 
     def _reset_check_state(self, state: vm.StateReader, height: int, block_time: int) -> None:
         self._state = state
@@ -388,8 +360,7 @@ class Mempool:
         for entry in entries:
             expired = self._height - entry.added_height >= self.limits.ttl_blocks
             result, entry.record = (None, None) if expired else \
-                self._try(entry.tx, entry.record, at_any_height=at_any_height,
-                          relayed=entry.relayed)
+                self._try(entry.tx, entry.record, at_any_height=at_any_height)
             if result is None or result.code != vm_errors.OK:
                 dropped.append(entry.tx)
             else:

@@ -302,7 +302,7 @@ class NodeNetworkHandler:
 
     def _admit_gossiped(self, peer_id: bytes, tx_hash: bytes, raw: bytes) -> None:
         try:
-            self.node.submit(raw, tx_hash, relayed=True)
+            self.node.submit(raw, tx_hash)
         except MempoolError as err:
             if 100 <= err.code < 200 and self.network is not None:
                 # malformed or mis-signed: nobody honest relays it

@@ -263,15 +263,13 @@ class Node:
 
     # --- txs ------------------------------------------------------------------------------
 
-    def submit(self, raw: bytes, tx_hash: bytes | None = None, *,
-               relayed: bool = False) -> vm.Tx:
+    def submit(self, raw: bytes, tx_hash: bytes | None = None) -> vm.Tx:
         """Stateless + stateful checks and admission. Raises MempoolError. `tx_hash`, when
-        the caller has it already, spares hashing `raw` again. A `relayed` tx (gossip) is
-        checked by its fee and nonce only (see Mempool.add)."""
+        the caller has it already, spares hashing `raw` again."""
         tx_hash = tx_hash or sha256(raw)
         self.mempool.refuse_known(tx_hash)  # before any decoding: gossip brings many copies
         tx = self.verifier.take(tx_hash) or self.mempool.decode(raw)
-        added = self.mempool.add(tx, relayed=relayed)
+        added = self.mempool.add(tx)
         if added:
             self.driver.txs_available()
             self.net.tx_added(added)

@@ -286,44 +286,6 @@ async def test_gossiped_txs_are_verified_then_admitted(live_node) -> None:  # no
         node.net.stop()
 
 
-async def test_a_gossiped_tx_is_checked_by_fee_and_nonce_and_its_block_decides_the_rest(
-        live_node) -> None:  # noqa: F811
-    """Its origin's pool ran the whole check: here the handler runs only in the block. A
-    transfer beyond the balance that a client's submission is refused for goes in from a
-    peer and is included as failed, its fee charged."""
-    live = live_node
-    node = live.node
-    fake = FakeNetwork()
-    node.network = fake
-    try:
-        node.net.on_peer_connected(PEER)
-        seller = address_from_text(live.addr("merchant"))
-        before = await live.rpc("account", address=live.addr("buyer"))
-        too_much = live.sign("buyer", T.TRANSFER, before["nonce"],
-                             [seller, before["balance"] * 2])
-        error = await live.error("broadcast_tx_sync", {"tx": too_much})
-        assert error["data"]["name"] == "insufficient_funds"
-        node.net.on_message(PEER, TXS, encode([bytes.fromhex(too_much)]))
-        tx_hash = sha256(bytes.fromhex(too_much))
-
-        async def committed() -> dict:
-            while True:
-                reply = await live.call("tx", {"hash": tx_hash.hex()})
-                if "result" in reply:
-                    return reply["result"]
-                await asyncio.sleep(0.02)
-
-        result = (await asyncio.wait_for(committed(), 10))["result"]
-        assert result["name"] == "insufficient_funds" and result["fee_charged"] == 10
-        after = await live.rpc("account", address=live.addr("buyer"))
-        assert (after["balance"], after["nonce"]) == (before["balance"] - 10,
-                                                      before["nonce"] + 1)
-        assert fake.punished == []  # a tx that fails its business rules is a valid tx
-    finally:
-        node.network = None
-        node.net.stop()
-
-
 async def test_gossip_inbox_is_bounded(live_node) -> None:  # noqa: F811
     from node.network import TX_INBOX_BATCHES
 
