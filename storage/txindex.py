@@ -6,7 +6,11 @@ i = index in block as 4 bytes big-endian):
     T h <tx hash>               -> h i <code:4>     where a tx is and how it ended
     T a <address:20> h i        -> <tx hash>        every tx that involves an account
     T t <type key> h i          -> <tx hash>        every tx of one type
-    T b h i                     -> <tx hash>        the txs of one block, in order
+    T b h                       -> (i <len:1> <tx hash>)*   the txs of one block, in order
+
+The txs of a block are one record, not one key each: a key costs the commit's LevelDB
+write about as much as its bytes, and nothing pages through a block's list. Stores
+written before that keep `T b h i -> <tx hash>`, which `by_height` still reads.
 
 Because (h, i) ends each list key, a descending scan from a cursor gives newest-first
 pages without reading anything outside the page. The type key is `i` + 2-byte number for
@@ -98,6 +102,7 @@ class TxIndex:
         block_pos = u64(check_height(height))
         append = batch.ops.append
         type_keys: dict[int | str, bytes] = {}
+        block_list: list[bytes] = []
         for entry in entries:
             tx_hash = entry.tx_hash
             if type(tx_hash) is not bytes or not 0 < len(tx_hash) <= MAX_TX_HASH_SIZE:
@@ -112,7 +117,7 @@ class TxIndex:
             if kind is None:
                 kind = type_keys[entry.tx_type] = SUB_TYPE + type_key(entry.tx_type)
             append((SUB_HASH + tx_hash, pos + u32(entry.code)))
-            append((SUB_BLOCK + pos, tx_hash))
+            block_list.append(u32(index) + bytes((len(tx_hash),)) + tx_hash)
             append((kind + pos, tx_hash))
             seen: list[bytes] = []
             for address in entry.addresses:
@@ -121,6 +126,8 @@ class TxIndex:
                 if address not in seen:  # the sender is often also a party: one entry
                     seen.append(address)
                     append((SUB_ACCOUNT + address + pos, tx_hash))
+        if block_list:
+            append((SUB_BLOCK + block_pos, b"".join(block_list)))
 
     def by_hash(self, tx_hash: bytes) -> TxLocation | None:
         raw = self._store.get(SUB_HASH + tx_hash)
@@ -132,7 +139,20 @@ class TxIndex:
 
     def by_height(self, height: int) -> list[TxRef]:
         prefix = SUB_BLOCK + u64(check_height(height))
-        return [_ref(key, len(SUB_BLOCK), value) for key, value in self._store.iterate(prefix)]
+        packed = self._store.get(prefix)
+        if packed is None:  # no txs, or a store written with a key per tx
+            return [_ref(key, len(SUB_BLOCK), value)
+                    for key, value in self._store.iterate(prefix)]
+        refs, at = [], 0
+        while at < len(packed):
+            if at + 5 > len(packed) or at + 5 + packed[at + 4] > len(packed) \
+                    or not packed[at + 4]:
+                raise StoreCorruptionError("a block's tx list record is cut short")
+            end = at + 5 + packed[at + 4]
+            refs.append(TxRef(height, read_u32(packed, at), packed[at + 5:end]))
+            at = end
+        refs.sort(key=lambda ref: ref.index)
+        return refs
 
     def by_account(self, address: bytes, limit: int, cursor: Cursor | None = None) -> TxPage:
         """Txs involving `address`, newest first, `limit` at a time."""

@@ -213,6 +213,30 @@ def test_tx_by_hash_and_height(db):
     assert db.txs.by_height(2) == []
 
 
+def test_a_blocks_tx_list_is_one_record_and_a_store_with_a_key_per_tx_still_reads():
+    from storage.layout import u32, u64
+    from storage.txindex import SUB_BLOCK
+
+    store = MemoryStore()
+    index = TxIndex(store)
+    batch = WriteBatch()
+    index.index(batch, 3, [entry(3, i) for i in range(50)])
+    assert [k for k, _ in batch.ops if k.startswith(SUB_BLOCK)] == [SUB_BLOCK + u64(3)]
+    store.write(batch)
+    assert index.by_height(3) == [TxRef(3, i, tx_hash(3, i)) for i in range(50)]
+    # the layout before: one key per tx
+    old = WriteBatch()
+    for i in range(3):
+        old.put(SUB_BLOCK + u64(4) + u32(i), tx_hash(4, i))
+    store.write(old)
+    assert index.by_height(4) == [TxRef(4, i, tx_hash(4, i)) for i in range(3)]
+    cut = WriteBatch()
+    cut.put(SUB_BLOCK + u64(5), u32(0) + bytes([32]) + b"\x01" * 31)
+    store.write(cut)
+    with pytest.raises(StoreCorruptionError):
+        index.by_height(5)
+
+
 def test_tx_by_account_pages_newest_first(db):
     # Alice is in every tx; Bob in odd indexes; sender listed twice is indexed once.
     for h in range(1, 6):
