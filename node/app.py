@@ -1,7 +1,8 @@
 """commerce_vm and the chain database behind consensus's Application boundary.
 
 Blocks are executed once per node: the proposer's prepare_proposal or a validator's
-process_proposal leaves the BlockExecution in a small cache, and the commit reuses it.
+process_proposal leaves the BlockExecution in a small cache, and the commit reuses it
+(a validator's found by the block's hash).
 Within that execution, a tx whose mempool check ran on the same values it meets in the
 block is not run again: its recorded writes are applied (commerce_vm.reuse). The
 commit writes block, certificate, state changes, tx index, tx results and the next
