@@ -80,7 +80,9 @@ class Block:
     txs: tuple[bytes, ...]
     evidence: tuple[DuplicateVoteEvidence, ...]
     last_commit: CommitCertificate | None
-    _tx_hashes: tuple[bytes, ...] | None = field(default=None, compare=False, repr=False)
+    # not an init field: dataclasses.replace must not carry the hashes of other txs over
+    _tx_hashes: tuple[bytes, ...] | None = field(default=None, init=False, compare=False,
+                                                 repr=False)
 
     @property
     def hash(self) -> bytes:

@@ -100,7 +100,8 @@ class CommerceApp:
         self.check_record = check_record  # mempool lookup: reuse still-valid check runs
         self.reused_runs = 0  # handler runs taken from check records (metrics, tests)
         self._cache: dict[bytes, tuple[vm.BlockExecution, list[vm.Tx]]] = {}
-        self._block_keys: dict[bytes, bytes] = {}  # block hash -> its key in _cache
+        # block hash -> (its key in _cache, the body it was executed with)
+        self._block_keys: dict[bytes, tuple[bytes, tuple, tuple]] = {}
         self.trees = vm.TreeCache()  # app-hash trees of the committed state and proposals
 
     # --- setup ---------------------------------------------------------------------------
@@ -176,12 +177,14 @@ class CommerceApp:
     def _execute(self, block: Block, validators_at: Callable[[int], ValidatorSet]
                  ) -> tuple[bytes, vm.BlockExecution, list[vm.Tx]]:
         # A validator's commit meets the block its process_proposal executed: found by the
-        # header hash, it is neither decoded nor hashed again (the engine checks that the
-        # header's txs_root and evidence_hash match the body before either call).
-        key = self._block_keys.get(block.hash)
-        cached = None if key is None else self._cache.get(key)
-        if cached is not None:
-            return key, cached[0], cached[1]
+        # header hash, it is neither decoded nor hashed again. The engine checks that the
+        # header's txs_root and evidence_hash match the body before either call; the body
+        # is compared anyway, so a caller that did not cannot get another block's run.
+        known = self._block_keys.get(block.hash)
+        if known is not None and known[1] == block.txs and known[2] == block.evidence:
+            cached = self._cache.get(known[0])
+            if cached is not None:  # the same tx objects: the comparison is by identity
+                return known[0], cached[0], cached[1]
         txs = [self._decode(raw, tx_hash)
                for raw, tx_hash in zip(block.txs, block.tx_hashes(), strict=True)]
         ctx = self._context(block, validators_at)
@@ -195,7 +198,7 @@ class CommerceApp:
                                      run=replaying, trees=self.trees)
         self.reused_runs += replaying.reused
         self._remember(key, execution, txs)
-        self._block_keys[block.hash] = key
+        self._block_keys[block.hash] = (key, block.txs, block.evidence)
         return key, execution, txs
 
     def process_proposal(self, block: Block,

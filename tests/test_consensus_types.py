@@ -175,6 +175,10 @@ def test_a_blocks_tx_hashes_are_those_of_its_txs_and_not_part_of_its_identity():
     assert block.tx_hashes() is block.tx_hashes()  # computed once
     got = decode_message(encode_message(vals.proposal(block, 0))).block
     assert got == block and got.tx_hashes() == block.tx_hashes()
+    from dataclasses import replace
+
+    other = replace(block, txs=(b"set:c=3",))  # a copy never inherits the hashes
+    assert other.tx_hashes() == (sha256(b"set:c=3"),)
 
 
 @settings(max_examples=300, deadline=None)

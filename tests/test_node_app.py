@@ -103,3 +103,19 @@ def test_another_block_of_the_same_txs_is_not_taken_for_the_processed_one() -> N
     app.commit(later, _Certificate(), _no_evidence, lambda _updates: b"state")
     assert len(decoded) == len(txs)  # its own header: looked up by its own execution key
     assert app.last_app_hash() == app_hash
+
+
+def test_a_block_under_a_known_hash_with_another_body_is_executed_as_it_is() -> None:
+    """The engine never passes such a block (it checks the body against the header), but
+    the lookup by hash must not return another body's run if something else did."""
+    from dataclasses import replace
+
+    app = _app()
+    txs = _txs(app.params)
+    block = _block(txs, _app_hash_of(txs))
+    assert app.process_proposal(block, _no_evidence).valid
+    forged = replace(block, txs=txs[:1])  # same header, so the same hash
+    assert forged.hash == block.hash
+    decoded = _count_decodes(app)
+    assert app.process_proposal(forged, _no_evidence).app_hash != block.header.app_hash
+    assert len(decoded) == 1
