@@ -181,9 +181,10 @@ class CommerceApp:
         # header's txs_root and evidence_hash match the body before either call; the body
         # is compared anyway, so a caller that did not cannot get another block's run.
         known = self._block_keys.get(block.hash)
+        # (the same block object in practice: tuples of the same items compare by identity)
         if known is not None and known[1] == block.txs and known[2] == block.evidence:
             cached = self._cache.get(known[0])
-            if cached is not None:  # the same tx objects: the comparison is by identity
+            if cached is not None:
                 return known[0], cached[0], cached[1]
         txs = [self._decode(raw, tx_hash)
                for raw, tx_hash in zip(block.txs, block.tx_hashes(), strict=True)]

@@ -13,9 +13,9 @@ write about 1 µs besides its bytes, and nothing pages through a block's list. S
 written before that keep `T b h i -> <tx hash>`, which `by_height` still reads.
 
 Because (h, i) ends each account and type key, a descending scan from a cursor gives
-newest-first pages without reading anything outside the page. The type key is `i` + 2-byte number for
-integer types and `s` + 1-byte length + UTF-8 for named types, so no type key is a prefix
-of another.
+newest-first pages without reading anything outside the page. The type key is `i` +
+2-byte number for integer types and `s` + 1-byte length + UTF-8 for named types, so no
+type key is a prefix of another.
 """
 
 from __future__ import annotations
