@@ -6,6 +6,7 @@ import ast
 import pathlib
 import sys
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -41,6 +42,7 @@ from consensus.validators import (  # noqa: E402
     ValidatorSet,
     ValidatorUpdate,
 )
+from core.hashing import sha256  # noqa: E402
 from tests.sim.harness import CHAIN_ID, Validators, build_block  # noqa: E402
 
 PC = VoteType.PRECOMMIT
@@ -167,16 +169,12 @@ def test_messages_roundtrip_and_garbage_is_a_typed_error():
 
 
 def test_a_blocks_tx_hashes_are_those_of_its_txs_and_not_part_of_its_identity():
-    from core.hashing import sha256
-
     vals = Validators(4)
     block = build_block(vals, txs=[b"set:a=1", b"set:b=2"])
     assert block.tx_hashes() == (sha256(b"set:a=1"), sha256(b"set:b=2"))
     assert block.tx_hashes() is block.tx_hashes()  # computed once
     got = decode_message(encode_message(vals.proposal(block, 0))).block
     assert got == block and got.tx_hashes() == block.tx_hashes()
-    from dataclasses import replace
-
     other = replace(block, txs=(b"set:c=3",))  # a copy never inherits the hashes
     assert other.tx_hashes() == (sha256(b"set:c=3"),)
 

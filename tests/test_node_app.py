@@ -3,7 +3,7 @@ its commit is the same whichever way the execution was reached."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import commerce_vm as vm
 from commerce_vm import query
@@ -108,8 +108,6 @@ def test_another_block_of_the_same_txs_is_not_taken_for_the_processed_one() -> N
 def test_a_block_under_a_known_hash_with_another_body_is_executed_as_it_is() -> None:
     """The engine never passes such a block (it checks the body against the header), but
     the lookup by hash must not return another body's run if something else did."""
-    from dataclasses import replace
-
     app = _app()
     txs = _txs(app.params)
     block = _block(txs, _app_hash_of(txs))

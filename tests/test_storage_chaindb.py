@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from storage.chaindb import ChainDB
 from storage.errors import StorageError, StoreCorruptionError
 from storage.kv import MemoryStore, WriteBatch
-from storage.layout import META_BLOCK_HEIGHT, META_STATE, NS_META
-from storage.txindex import TxIndex, TxIndexEntry, TxRef
+from storage.layout import META_BLOCK_HEIGHT, META_STATE, NS_META, u32, u64
+from storage.txindex import SUB_BLOCK, TxIndex, TxIndexEntry, TxRef
 
 ALICE, BOB, CAROL = b"\xaa" * 20, b"\xbb" * 20, b"\xcc" * 20
 
@@ -214,9 +214,6 @@ def test_tx_by_hash_and_height(db):
 
 
 def test_a_blocks_tx_list_is_one_record_and_a_store_with_a_key_per_tx_still_reads():
-    from storage.layout import u32, u64
-    from storage.txindex import SUB_BLOCK
-
     store = MemoryStore()
     index = TxIndex(store)
     batch = WriteBatch()
